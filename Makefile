@@ -1,0 +1,58 @@
+# The README's commands. `make run` and `make test` work on a fresh machine (Python 3.11 + venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch first, pinned: the CPU build lies on this machine's disk; an unpinned torch pulls CUDA.
+TORCH  := torch==2.13.0
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-dev chromium index run test lint format eval calibrate clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install the assistant
+
+install-dev: $(VENV)/.installed-dev ## install the assistant and what the tests need
+
+chromium: ## install Debian's Chromium for the browser tests (needs root or sudo)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+index: install ## build or update the index from corpus/ (exit 6: some files skipped)
+	$(BIN)/assistant index
+
+run: install ## build the index if missing, then serve http://127.0.0.1:7860
+	@test -f $${ASSISTANT_INDEX_DIR:-index}/CURRENT || $(BIN)/assistant index || [ $$? -eq 6 ]
+	$(BIN)/python app.py
+
+test: install-dev chromium ## run the whole test suite
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+lint: install-dev ## ruff and mypy
+	$(BIN)/ruff check assistant tests app.py
+	$(BIN)/ruff format --check assistant tests app.py
+	$(BIN)/mypy
+
+format: install-dev ## apply ruff's formatting and fixes
+	$(BIN)/ruff format assistant tests app.py
+	$(BIN)/ruff check --fix assistant tests app.py
+
+calibrate: install ## refit the answer-or-decline decision on eval/cases.jsonl
+	$(BIN)/assistant calibrate --set eval/cases.jsonl
+
+clean: ## remove the venv and the built index
+	rm -rf $(VENV) index/CURRENT index/builds index/.lock

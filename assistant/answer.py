@@ -1,0 +1,261 @@
+"""Answer stage (no LLM): pick the sentences of the retrieved passages that answer the question.
+
+Each passage is cut into units (sentences; list items stay whole). A unit's score mixes its
+embedding similarity to the question, how much of the question's rarer words it holds, and the
+rank of its passage. The best units are kept (list questions keep the whole list), near-duplicates
+dropped, and they are ordered by passage, then by place in the passage, each followed by the
+marker of its passage. Whether to answer at all is a calibrated decision
+(:mod:`assistant.calibration`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from assistant.chunking import split_units, unit_id
+from assistant.embeddings import Embedder
+from assistant.lexical import LexicalIndex, tokenize
+from assistant.schema import Citation, Passage
+
+__all__ = ["AnswerDraft", "ExtractiveAnswerer", "Unit"]
+
+#: a sentence that opens like this carries on from the one before it
+_CONTINUES = re.compile(r"^(Their|They|These|This|Those|It|Its|Such|He|She)\b")
+_LIST_CUES = re.compile(
+    r"\b(what are|which are|list|name the|stages?|steps?|levels?|elements?|functions?|roles?|"
+    r"things|ways|activities|responsibilities|services|who (sits|is on|are)|main|key)\b",
+    re.IGNORECASE,
+)
+
+
+#: units closer than this say the same thing
+DUPLICATE_COSINE = 0.92
+#: embeddings of indexed units by unit id (the index's copy, so answering embeds nothing)
+UnitVectors = Callable[[list[str]], dict[str, np.ndarray[Any, Any]]]
+
+
+@dataclass(frozen=True)
+class Unit:
+    passage: int  # index into the passages list
+    position: int  # order within the passage
+    text: str
+    list_id: int | None  # units of the same list share an id
+    key: str  # unit id in the index
+
+
+@dataclass(frozen=True)
+class AnswerDraft:
+    text: str
+    citations: list[Citation]
+    features: dict[str, float]  # evidence strength, for the calibrated decision to answer
+
+
+class ExtractiveAnswerer:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        passages_used: int = 3,
+        max_units: int = 3,
+        keep_ratio: float = 0.75,
+        max_list_items: int = 8,
+        weights: tuple[float, float, float] = (0.55, 0.35, 0.10),
+    ) -> None:
+        self.embedder = embedder
+        self.passages_used = passages_used
+        self.max_units = max_units
+        self.keep_ratio = keep_ratio
+        self.max_list_items = max_list_items
+        self.weights = weights
+
+    def _unit_vectors(self, units: Sequence[Unit], stored: UnitVectors) -> np.ndarray[Any, Any]:
+        """The units' embeddings as indexed; any the index lacks are embedded now."""
+        found = stored([u.key for u in units])
+        todo = [u.text for u in units if u.key not in found]
+        fresh = dict(zip(todo, self.embedder.encode(todo), strict=True)) if todo else {}
+        return np.stack([found[u.key] if u.key in found else fresh[u.text] for u in units])
+
+    def draft(
+        self,
+        question: str,
+        query_vector: Sequence[float],
+        passages: Sequence[Passage],
+        lexical: LexicalIndex,
+        stored: UnitVectors = lambda ids: {},
+    ) -> AnswerDraft:
+        used = list(passages[: self.passages_used])
+        units = [
+            Unit(i, j, text, lid, unit_id(p.chunk.chunk_id, j))
+            for i, p in enumerate(used)
+            for j, (text, lid) in enumerate(split_units(p.chunk.text))
+        ]
+        q_terms = {t: lexical.idf(t) for t in set(tokenize(question))}
+        q_mass = sum(q_terms.values()) or 1.0
+        known_mass = sum(w for t, w in q_terms.items() if t in lexical.doc_freq)
+        features = {
+            "top_dense": max((p.dense or 0.0 for p in passages), default=0.0),
+            "known_terms": known_mass / q_mass if q_terms else 0.0,
+            "best_unit": 0.0,
+            "best_unit_cos": 0.0,
+            "top_coverage": 0.0,
+            "answer_coverage": 0.0,
+            "answer_type": 0.0,
+            "numbers_found": 0.0,
+        }
+        if not units:
+            return AnswerDraft("", [], features)
+
+        q = np.asarray(query_vector, dtype=np.float32)
+        vectors = self._unit_vectors(units, stored)
+        cos = vectors @ q
+        coverage = [_coverage(q_terms, q_mass, u.text) for u in units]
+        wc, wl, wp = self.weights
+        scores = [
+            wc * float(c) + wl * cov + wp / (1 + u.passage)
+            for u, c, cov in zip(units, cos, coverage, strict=True)
+        ]
+        best = int(np.argmax(scores))
+        features["best_unit"] = scores[best]
+        features["best_unit_cos"] = float(cos[best])
+        features["top_coverage"] = _coverage(q_terms, q_mass, used[0].chunk.embed_text)
+
+        chosen = self._dedupe(self._select(question, units, scores, best), vectors)
+        said = " ".join(units[i].text for i in chosen)
+        features["answer_coverage"] = _coverage(q_terms, q_mass, said)
+        features["answer_type"] = float(_answer_type_ok(question, said))
+        context = " ".join(p.chunk.text for p in used)
+        features["numbers_found"] = float(all(n in context for n in _NUMBER.findall(question)))
+        return self._compose(chosen, units, used, features)
+
+    def _select(
+        self, question: str, units: list[Unit], scores: list[float], best: int
+    ) -> list[int]:
+        """The best unit, the units nearly as good, what continues them, and whole lists where a
+        list is asked for or introduced."""
+        ranked = sorted(range(len(units)), key=lambda i: -scores[i])
+        chosen = [best]
+        floor = scores[best] * self.keep_ratio
+        for i in ranked[1:]:
+            if len(chosen) >= self.max_units or scores[i] < floor:
+                break
+            chosen.append(i)
+        wants_list = bool(_LIST_CUES.search(question))
+        out: list[int] = []
+        for i in chosen:
+            out.append(i)
+            nxt = i + 1
+            same = nxt < len(units) and units[nxt].passage == units[i].passage
+            if not same:
+                continue
+            if units[i].text.endswith(":") and units[nxt].list_id is not None:
+                out.extend(self._list(units, i, units[nxt].list_id))
+            elif _CONTINUES.match(units[nxt].text):
+                out.append(nxt)
+                if units[nxt].text.endswith(":") and nxt + 1 < len(units):
+                    out.extend(self._list(units, nxt, units[nxt + 1].list_id))
+        top = units[best]
+        if wants_list and top.list_id is not None:
+            out = [
+                i for i in out if units[i].list_id != top.list_id or units[i].passage != top.passage
+            ]
+            out.extend(self._list(units, best, top.list_id))
+        return list(dict.fromkeys(out))
+
+    def _list(self, units: list[Unit], near: int, list_id: int | None) -> list[int]:
+        if list_id is None:
+            return []
+        passage = units[near].passage
+        items = [i for i, u in enumerate(units) if u.passage == passage and u.list_id == list_id]
+        return items[: self.max_list_items]
+
+    @staticmethod
+    def _dedupe(chosen: list[int], vectors: np.ndarray[Any, Any]) -> list[int]:
+        """Drop a unit that says what a better one already said (e.g. the same sentence in two
+        documents)."""
+        kept: list[int] = []
+        for i in chosen:
+            if all(float(vectors[i] @ vectors[j]) <= DUPLICATE_COSINE for j in kept):
+                kept.append(i)
+        return kept
+
+    def _compose(
+        self, chosen: list[int], units: list[Unit], used: list[Passage], features: dict[str, float]
+    ) -> AnswerDraft:
+        order = sorted(chosen, key=lambda i: (units[i].passage, units[i].position))
+        numbers: dict[int, int] = {}
+        quotes: dict[int, list[str]] = {}
+        lines: list[str] = []
+        for i in order:
+            u = units[i]
+            n = numbers.setdefault(u.passage, len(numbers) + 1)
+            quotes.setdefault(u.passage, []).append(u.text)
+            text = u.text if u.text.endswith((".", "?", "!", ":")) else u.text + "."
+            lines.append(("- " if u.list_id is not None else "") + f"{text} [{n}]")
+        answer = _join(lines)
+        citations = []
+        for pidx, n in numbers.items():
+            c = used[pidx].chunk
+            citations.append(
+                Citation(
+                    n=n,
+                    chunk_id=c.chunk_id,
+                    doc_id=c.doc.doc_id,
+                    title=c.doc.title,
+                    section=c.section,
+                    quote=" ".join(quotes[pidx]),
+                    passage=c.text,
+                    era=c.doc.era,
+                    status=c.doc.status,
+                    source=c.doc.source,
+                    note=c.doc.note,
+                )
+            )
+        return AnswerDraft(answer, citations, features)
+
+
+_NUMBER = re.compile(r"\b\d[\d,.]*\b")
+_ASKS_NUMBER = re.compile(
+    r"\bhow (many|much|long|far|often)\b|\bwhat (number|percentage|proportion|share)\b", re.I
+)
+_ASKS_DATE = re.compile(r"\b(when|what year|which year|what date)\b", re.I)
+_HAS_QUANTITY = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|annual\w*|"
+    r"yearly|monthly|weekly|daily|decade|most|all|few|several)\b",
+    re.I,
+)
+_HAS_DATE = re.compile(
+    r"\b(1[89]|20)\d\d\b|\b(annual\w*|year|month|before|after|until|since)\b", re.I
+)
+
+
+def _answer_type_ok(question: str, said: str) -> bool:
+    """A question asking how many (or when) is answered only by a sentence with a quantity
+    (or a date) in it."""
+    if _ASKS_NUMBER.search(question) and not _HAS_QUANTITY.search(said):
+        return False
+    return not (_ASKS_DATE.search(question) and not _HAS_DATE.search(said))
+
+
+def _coverage(q_terms: dict[str, float], q_mass: float, text: str) -> float:
+    if not q_terms:
+        return 0.0
+    have = set(tokenize(text))
+    return sum(w for t, w in q_terms.items() if t in have) / q_mass
+
+
+def _join(lines: list[str]) -> str:
+    """Sentences run on as prose; list items each on a line of their own."""
+    out = ""
+    for line in lines:
+        if not out:
+            out = line
+        elif line.startswith("- ") or out.splitlines()[-1].startswith("- "):
+            out += "\n" + line
+        else:
+            out += " " + line
+    return out

@@ -1,0 +1,263 @@
+"""Command line: ``assistant index | search | ask | calibrate``.
+
+A thin shell: it builds :class:`~assistant.settings.Settings` from ``ASSISTANT_*`` variables and
+flags, calls the pipeline, and turns the assistant's errors into one line on stderr and an exit
+status. JSON goes to stdout alone; logs and progress go to stderr.
+
+Exit status: 0 done; 1 unexpected failure; 2 bad input or configuration; 3 corpus unreadable;
+4 index missing, mismatched or not built; 5 embedding model unavailable; 6 indexed, but some
+files were skipped; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from assistant.errors import AssistantError, InputError
+from assistant.schema import Answer, Passage, passage_json
+from assistant.settings import Settings
+
+__all__ = ["main", "prepare_runtime"]
+
+EXIT_SKIPPED = 6
+log = logging.getLogger("assistant")
+
+
+def prepare_runtime(verbose: bool = False) -> None:
+    """Offline, quiet third-party libraries; logs to stderr. Called by every shell at start."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--corpus", type=Path, help="corpus folder (ASSISTANT_CORPUS_DIR)")
+    common.add_argument("--index", type=Path, help="index folder (ASSISTANT_INDEX_DIR)")
+    common.add_argument("--embed-model", help="model name or path (ASSISTANT_EMBED_MODEL)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+
+    p = argparse.ArgumentParser(
+        prog="assistant",
+        description="Answers questions about health and care commissioning from the guidance, "
+        "citing the passages it used.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ix = sub.add_parser("index", parents=[common], help="build or update the index")
+    ix.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
+
+    for name, what in (("search", "ranked passages"), ("ask", "a cited answer")):
+        sp = sub.add_parser(name, parents=[common], help=f"{what} for a question")
+        sp.add_argument("question", help="the question, or - to read one question per line")
+        sp.add_argument("-k", type=int, help="passages to retrieve (ASSISTANT_TOP_K)")
+        sp.add_argument("--json", action="store_true", help="print JSON (JSON lines for -)")
+
+    cal = sub.add_parser(
+        "calibrate", parents=[common], help="fit the answer-or-decline decision on a case set"
+    )
+    cal.add_argument("--set", type=Path, default=Path("eval/cases.jsonl"), dest="case_set")
+    cal.add_argument(
+        "--out", type=Path, default=Path(__file__).with_name("calibration.json"),
+        help="where to write the calibration (default: the one the package ships)",
+    )  # fmt: skip
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    prepare_runtime(args.verbose)
+    try:
+        settings = Settings.from_env(
+            corpus_dir=args.corpus,
+            index_dir=args.index,
+            embed_model=args.embed_model,
+            top_k=getattr(args, "k", None),
+        )
+        command: Callable[[argparse.Namespace, Settings], int] = _COMMANDS[args.command]
+        return command(args, settings)
+    except AssistantError as err:
+        print(f"assistant: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("assistant: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `assistant search - | head`
+        return 0
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.index import build_index
+
+    embedder = SentenceTransformerEmbedder(
+        settings.embed_model, batch_size=settings.embed_batch_size
+    )
+    bars: dict[str, tqdm[Any]] = {}
+    labels = {"read": "reading files", "embed": "embedding chunks"}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            unit = "file" if stage == "read" else "chunk"
+            bar = bars[stage] = tqdm(total=total, desc=labels.get(stage, stage), unit=unit,
+                                     file=sys.stderr, leave=True, dynamic_ncols=True)  # fmt: skip
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = build_index(
+            settings.corpus_dir, settings.index_dir, embedder, rebuild=args.rebuild,
+            max_file_bytes=settings.max_file_bytes, progress=progress,
+        )  # fmt: skip
+    finally:
+        for bar in bars.values():
+            bar.close()
+    for s in report.skipped:
+        print(f"assistant: skipped {s.path}: {s.reason}", file=sys.stderr)
+    print(
+        f"assistant: indexed {report.documents} documents as {report.chunks} chunks "
+        f"({report.embedded} embedded, {report.reused} reused, {report.removed} removed) "
+        f"in {report.seconds:.1f}s into {settings.index_dir}"
+        + (f"; {len(report.skipped)} file(s) skipped" if report.skipped else ""),
+        file=sys.stderr,
+    )
+    return EXIT_SKIPPED if report.skipped else 0
+
+
+def _questions(arg: str, stdin: TextIO) -> Iterator[str]:
+    if arg != "-":
+        yield arg
+        return
+    for line in stdin:
+        yield line.rstrip("\n")
+
+
+def _run_questions(
+    args: argparse.Namespace,
+    settings: Settings,
+    one: Callable[[Any, str], dict[str, Any]],
+    text: Callable[[dict[str, Any]], str],
+) -> int:
+    from assistant.pipeline import Assistant
+
+    batch = args.question == "-"
+    if not batch:  # reject an empty question before loading anything
+        from assistant.pipeline import clean_question
+
+        clean_question(args.question, settings.max_question_chars)
+    assistant = Assistant.from_settings(settings)
+    failures = 0
+    for question in _questions(args.question, sys.stdin):
+        try:
+            result = one(assistant, question)
+        except InputError as err:
+            if not batch:
+                raise
+            failures += 1
+            result = {"question": question, "error": str(err)}
+        if args.json or batch:
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+        else:
+            print(text(result))
+    return 2 if failures else 0
+
+
+def _search(args: argparse.Namespace, settings: Settings) -> int:
+    def one(assistant: Any, question: str) -> dict[str, Any]:
+        passages: list[Passage] = assistant.search(question, args.k)
+        results = [passage_json(p) for p in passages]
+        return {"question": question, "results": results}
+
+    def text(result: dict[str, Any]) -> str:
+        lines = []
+        for r in result["results"]:
+            where = r["title"] + (f" — {r['section']}" if r["section"] else "")
+            lines.append(f"{r['rank']}. [{r['score']:.4f}] {where}\n   {_indent(r['text'])}")
+        return "\n".join(lines) or "(nothing found)"
+
+    return _run_questions(args, settings, one, text)
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    def one(assistant: Any, question: str) -> dict[str, Any]:
+        answer: Answer = assistant.ask(question)
+        return answer.to_json()
+
+    return _run_questions(args, settings, one, format_answer)
+
+
+def format_answer(result: dict[str, Any]) -> str:
+    lines = [result["answer"], ""]
+    if result["citations"]:
+        lines.append("Sources:")
+        for c in result["citations"]:
+            where = c["title"] + (f" — {c['section']}" if c["section"] else "")
+            era = f" ({c['era']})" if c.get("era") else ""
+            lines.append(f"[{c['n']}] {where}{era}\n    “{c['quote']}”")
+    elif result.get("closest"):
+        lines.append("Closest passages:")
+        for r in result["closest"]:
+            where = r["title"] + (f" — {r['section']}" if r["section"] else "")
+            lines.append(f"- {where}\n    {_indent(r['text'])}")
+    return "\n".join(lines).rstrip()
+
+
+def _indent(text: str) -> str:
+    return text.replace("\n", "\n   ")
+
+
+def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.calibration import fit
+    from assistant.evalset import load_cases
+    from assistant.pipeline import Assistant
+
+    cases = load_cases(args.case_set)
+    assistant = Assistant.from_settings(settings)
+    rows = [assistant.features(c.question, c.history) for c in cases]
+    cal = fit(rows, [c.answerable for c in cases], fitted_on=str(args.case_set))
+    cal.save(args.out)
+    print(
+        f"assistant: calibrated on {len(cases)} cases from {args.case_set}: "
+        f"answers {cal.stats['answer_recall']:.0%} of answerable, "
+        f"declines {cal.stats['decline_recall']:.0%} of unanswerable; wrote {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "index": _index,
+    "search": _search,
+    "ask": _ask,
+    "calibrate": _calibrate,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

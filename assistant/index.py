@@ -1,0 +1,390 @@
+"""The index on disk: building it aside, switching to it atomically, opening it for queries.
+
+Layout under the index folder::
+
+    CURRENT                  {"build": "<id>"}: the build that serves; replaced atomically
+    .lock                    held while a build runs (one build at a time)
+    builds/<id>/meta.json    embedding model, files and their hashes, counts
+    builds/<id>/chroma/      the Chroma collection (embedded mode)
+    builds/<id>/lexical/     the BM25 index over the same chunks
+    builds/<id>.partial/     a build in progress; removed if it never finished
+
+A build starts from a copy of the serving one, re-embeds only chunks whose text is new, deletes
+chunks that are gone, and becomes visible only when ``CURRENT`` is replaced. An error or a kill at
+any point before that leaves the previous build serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from assistant.chunking import chunk_documents, split_units, unit_id
+from assistant.embeddings import Embedder
+from assistant.errors import (
+    IndexBuildError,
+    IndexModelMismatchError,
+    IndexNotBuiltError,
+)
+from assistant.ingest import ingest
+from assistant.lexical import LexicalIndex
+from assistant.schema import Chunk, SkippedFile
+from assistant.store import ChromaStore, UnitStore, persistent_client, release_client
+
+__all__ = ["BuildMeta", "BuildReport", "IndexHandle", "IndexSnapshot", "build_index", "open_index"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+COLLECTION = "guidance"
+UNITS_COLLECTION = "guidance-units"
+_KEEP_OLD_BUILDS = 1  # builds kept besides the serving one, for readers still using them
+
+#: progress callback: (stage, done, total); stages are "read" and "embed"
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BuildMeta:
+    build_id: str
+    embed_model: str
+    dimension: int
+    created: str
+    chunk_count: int
+    files: dict[str, str]  # path in the corpus → sha256 of its bytes
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    format: int = FORMAT
+
+    @classmethod
+    def read(cls, folder: Path) -> BuildMeta:
+        raw = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    build_id: str
+    documents: int
+    chunks: int
+    embedded: int  # chunks embedded in this build
+    reused: int  # chunks kept from the previous build without re-embedding
+    removed: int  # chunks of the previous build that are gone
+    skipped: list[SkippedFile]
+    seconds: float
+    changed: bool  # False when the corpus was exactly as the serving build had it
+
+
+def _read_current(index_dir: Path) -> str | None:
+    try:
+        raw = json.loads((index_dir / "CURRENT").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise IndexBuildError(f"{index_dir / 'CURRENT'} is unreadable ({err}); rebuild") from err
+    build = raw.get("build") if isinstance(raw, dict) else None
+    return str(build) if build else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def _build_lock(index_dir: Path) -> Iterator[None]:
+    with (index_dir / ".lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBuildError(
+                f"another build of {index_dir} is running; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare_index_dir(index_dir: Path) -> Path:
+    try:
+        (index_dir / "builds").mkdir(parents=True, exist_ok=True)
+        probe = index_dir / f".write-test-{uuid.uuid4().hex}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise IndexBuildError(
+            f"cannot write to the index folder {index_dir}: {err.strerror}"
+        ) from err
+    return index_dir / "builds"
+
+
+def build_index(
+    corpus_dir: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    *,
+    rebuild: bool = False,
+    max_file_bytes: int = 20_000_000,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Index ``corpus_dir`` into ``index_dir`` and make it the serving build.
+
+    Raises :class:`IndexBuildError` (the previous build keeps serving) or
+    :class:`~assistant.errors.CorpusError` when the corpus folder cannot be read at all.
+    """
+    started = time.perf_counter()
+    builds = _prepare_index_dir(index_dir)
+    with _build_lock(index_dir):
+        for stale in builds.glob("*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)
+        previous = _read_current(index_dir)
+        prev_meta = _usable_previous(builds, previous, embedder, rebuild)
+
+        report = ingest(
+            corpus_dir,
+            max_file_bytes=max_file_bytes,
+            progress=_file_progress(progress, corpus_dir) if progress else None,
+        )
+        if not report.documents:
+            raise IndexBuildError(
+                f"no readable documents in {corpus_dir}"
+                + (f" ({len(report.skipped)} skipped)" if report.skipped else "")
+                + "; the previous index, if any, keeps serving"
+            )
+        chunks = chunk_documents(report.documents)
+        files = {d.info.path: d.sha256 for d in report.documents}
+
+        build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        partial = builds / f"{build_id}.partial"
+        try:
+            stats = _write_build(partial, chunks, embedder, builds, prev_meta, progress)
+            meta = BuildMeta(
+                build_id=build_id,
+                embed_model=embedder.model_name,
+                dimension=embedder.dimension,
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                chunk_count=len(chunks),
+                files=files,
+                skipped=[asdict(s) for s in report.skipped],
+            )
+            _write_atomic(partial / "meta.json", json.dumps(asdict(meta), indent=2))
+            final = builds / build_id
+            os.replace(partial, final)
+            _write_atomic(index_dir / "CURRENT", json.dumps({"build": build_id}))
+        except OSError as err:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise IndexBuildError(
+                f"building the index failed ({err}); the previous index keeps serving"
+            ) from err
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        _prune(builds, keep={build_id, *([previous] if previous else [])})
+    embedded, reused, removed = stats
+    return BuildReport(
+        build_id=build_id,
+        documents=len(report.documents),
+        chunks=len(chunks),
+        embedded=embedded,
+        reused=reused,
+        removed=removed,
+        skipped=report.skipped,
+        seconds=time.perf_counter() - started,
+        changed=prev_meta is None or embedded > 0 or removed > 0 or prev_meta.files != files,
+    )
+
+
+def _usable_previous(
+    builds: Path, previous: str | None, embedder: Embedder, rebuild: bool
+) -> BuildMeta | None:
+    if rebuild or previous is None or not (builds / previous / "meta.json").is_file():
+        return None
+    try:
+        meta = BuildMeta.read(builds / previous)
+    except (OSError, ValueError, TypeError) as err:
+        log.warning("previous build %s unreadable (%s): building from scratch", previous, err)
+        return None
+    if meta.embed_model != embedder.model_name or meta.format != FORMAT:
+        log.info("embedding model changed (%s → %s): re-embedding everything",
+                 meta.embed_model, embedder.model_name)  # fmt: skip
+        return None
+    return meta
+
+
+def _file_progress(progress: Progress, corpus_dir: Path) -> Callable[[str], None]:
+    total = sum(1 for p in corpus_dir.rglob("*") if p.is_file())
+    done = 0
+
+    def on_file(_: str) -> None:
+        nonlocal done
+        done += 1
+        progress("read", done, max(total, done))
+
+    return on_file
+
+
+def _write_build(
+    folder: Path,
+    chunks: Sequence[Chunk],
+    embedder: Embedder,
+    builds: Path,
+    prev_meta: BuildMeta | None,
+    progress: Progress | None,
+) -> tuple[int, int, int]:
+    """Fill ``folder`` with the Chroma collection and BM25 index of ``chunks``."""
+    folder.mkdir(parents=True)
+    if prev_meta is not None:
+        shutil.copytree(builds / prev_meta.build_id / "chroma", folder / "chroma")
+    client = persistent_client(folder / "chroma")
+    try:
+        store = ChromaStore(client, COLLECTION)
+        units = UnitStore(client, UNITS_COLLECTION)
+        wanted = {c.chunk_id: c for c in chunks}
+        existing = store.ids()
+        gone = sorted(existing - wanted.keys())
+        store.delete(gone)
+        units.delete_for_chunks(gone)
+        kept = [c for cid, c in wanted.items() if cid in existing]
+        _refresh_metadata(store, kept)
+        new = [c for cid, c in wanted.items() if cid not in existing]
+        _embed_into(store, units, new, embedder, progress)
+    finally:
+        release_client(client)
+    lexical = LexicalIndex.build([c.chunk_id for c in chunks], [c.embed_text for c in chunks])
+    lexical.save(folder / "lexical")
+    return len(new), len(kept), len(gone)
+
+
+def _refresh_metadata(store: ChromaStore, kept: Sequence[Chunk]) -> None:
+    """Same text, new surroundings (position, manifest fields): update without re-embedding."""
+    by_id = {c.chunk_id: c for c in kept}
+    stale = [
+        by_id[cid]
+        for cid, meta in store.metadatas()
+        if cid in by_id and meta != by_id[cid].metadata()
+    ]
+    if stale:
+        store.update_metadata(stale)
+
+
+def _embed_into(
+    store: ChromaStore,
+    units: UnitStore,
+    chunks: Sequence[Chunk],
+    embedder: Embedder,
+    progress: Progress | None,
+) -> None:
+    """Embed chunks (and their sentences) in batches, writing each batch before the next."""
+    batch = 256
+    total = len(chunks)
+    if progress:
+        progress("embed", 0, total)
+    for start in range(0, total, batch):
+        part = chunks[start : start + batch]
+        unit_rows = [
+            (unit_id(c.chunk_id, j), c.chunk_id, text)
+            for c in part
+            for j, (text, _) in enumerate(split_units(c.text))
+        ]
+        vectors = embedder.encode([c.embed_text for c in part] + [u[2] for u in unit_rows])
+        units.add(
+            [u[0] for u in unit_rows], [u[1] for u in unit_rows], [u[2] for u in unit_rows],
+            vectors[len(part):],
+        )  # fmt: skip
+        store.add(part, vectors[: len(part)])  # chunks last: a chunk present means its units are
+        if progress:
+            progress("embed", start + len(part), total)
+
+
+def _prune(builds: Path, keep: set[str]) -> None:
+    finished = sorted(p for p in builds.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
+    old = [p for p in finished if p.name not in keep]
+    for p in old:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+class IndexSnapshot:
+    """One finished build, opened for queries."""
+
+    def __init__(self, folder: Path, meta: BuildMeta) -> None:
+        self.folder = folder
+        self.meta = meta
+        self._client = persistent_client(folder / "chroma")
+        self.store = ChromaStore(self._client, COLLECTION)
+        self.units = UnitStore(self._client, UNITS_COLLECTION)
+        self.lexical = LexicalIndex.load(folder / "lexical")
+
+    @property
+    def build_id(self) -> str:
+        return self.meta.build_id
+
+    def close(self) -> None:
+        release_client(self._client)
+
+
+def open_index(index_dir: Path, embed_model: str) -> IndexSnapshot:
+    build = _read_current(index_dir)
+    if build is None:
+        raise IndexNotBuiltError(
+            f"no index in {index_dir} yet: build it with `assistant index` (or `make run`)"
+        )
+    folder = index_dir / "builds" / build
+    try:
+        meta = BuildMeta.read(folder)
+    except (OSError, ValueError, TypeError) as err:
+        raise IndexNotBuiltError(
+            f"the index in {index_dir} is damaged ({err}); "
+            "rebuild it with `assistant index --rebuild`"
+        ) from err
+    if meta.embed_model != embed_model:
+        raise IndexModelMismatchError(
+            f"the index in {index_dir} was built with embedding model {meta.embed_model!r} but "
+            f"{embed_model!r} is configured (ASSISTANT_EMBED_MODEL); rebuild with "
+            "`assistant index --rebuild` or configure the model the index was built with"
+        )
+    return IndexSnapshot(folder, meta)
+
+
+class IndexHandle:
+    """The serving build, re-opened when a new build becomes current (no restart needed)."""
+
+    def __init__(self, index_dir: Path, embed_model: str) -> None:
+        self.index_dir = index_dir
+        self.embed_model = embed_model
+        self._snapshot: IndexSnapshot | None = None
+
+    def get(self) -> IndexSnapshot:
+        current = _read_current(self.index_dir)
+        snap = self._snapshot
+        if snap is None or current != snap.build_id:
+            snap = open_index(self.index_dir, self.embed_model)
+            self._snapshot = snap  # the old snapshot stays usable for requests still holding it
+        return snap
+
+    def info(self) -> dict[str, Any]:
+        snap = self.get()
+        return {"build": snap.build_id, "chunks": snap.meta.chunk_count,
+                "embed_model": snap.meta.embed_model, "created": snap.meta.created}  # fmt: skip

@@ -1,0 +1,99 @@
+"""Lexical side of retrieval: BM25 (``bm25s``) over the same chunks as the Chroma collection.
+
+Chroma's own sparse/hybrid search only runs on hosted Chroma, so the lexical index lives beside
+the vector store, in the same build folder, and is rebuilt with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+__all__ = ["LexicalIndex", "tokenize"]
+
+log = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN) | {
+    "does", "did", "do", "can", "could", "would", "should", "may", "might", "must", "shall",
+    "will", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "according",
+    "guidance", "document", "tell", "please", "say", "says", "said",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, stemmed content words (stop words dropped)."""
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS]
+    return list(_stemmer().stemWords(words))
+
+
+class LexicalIndex:
+    """BM25 over chunk texts, addressed by chunk id."""
+
+    def __init__(self, ids: Sequence[str], model: bm25s.BM25, doc_freq: dict[str, int]) -> None:
+        self.ids = list(ids)
+        self._model = model
+        self.doc_freq = doc_freq
+
+    @classmethod
+    def build(cls, ids: Sequence[str], texts: Sequence[str]) -> LexicalIndex:
+        tokens = [tokenize(t) for t in texts]
+        model = bm25s.BM25()
+        model.index(tokens, show_progress=False)
+        doc_freq: dict[str, int] = {}
+        for toks in tokens:
+            for tok in set(toks):
+                doc_freq[tok] = doc_freq.get(tok, 0) + 1
+        return cls(ids, model, doc_freq)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._model.save(str(folder), show_progress=False)
+        (folder / "ids.json").write_text(json.dumps(self.ids))
+        (folder / "doc_freq.json").write_text(json.dumps(self.doc_freq))
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        model = bm25s.BM25.load(str(folder), show_progress=False)
+        ids = json.loads((folder / "ids.json").read_text())
+        doc_freq = json.loads((folder / "doc_freq.json").read_text())
+        return cls(ids, model, doc_freq)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def idf(self, token: str) -> float:
+        """Smoothed inverse document frequency; a word the corpus never uses gets the most."""
+        n = len(self.ids)
+        df = self.doc_freq.get(token, 0)
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """Chunk ids with BM25 scores, best first; only chunks sharing a word with the query."""
+        toks = tokenize(query)
+        if not toks or not self.ids:
+            return []
+        known = [t for t in toks if t in self.doc_freq]
+        if not known:
+            return []
+        n = min(k, len(self.ids))
+        docs, scores = self._model.retrieve([known], k=n, show_progress=False, n_threads=1)
+        out: list[tuple[str, float]] = []
+        for idx, score in zip(np.asarray(docs)[0], np.asarray(scores)[0], strict=True):
+            if float(score) > 0:
+                out.append((self.ids[int(idx)], float(score)))
+        return out

@@ -1,0 +1,179 @@
+"""The assistant: one object composed of the pipeline's parts; every shell calls this.
+
+ingest → chunk → embed/store (:mod:`assistant.index`) → retrieve (:mod:`assistant.retrieval`)
+→ answer (:mod:`assistant.answer`) → cite (:class:`~assistant.schema.Citation`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+from assistant.answer import ExtractiveAnswerer
+from assistant.calibration import Calibration
+from assistant.embeddings import Embedder
+from assistant.errors import InputError
+from assistant.index import BuildReport, IndexHandle, Progress, build_index
+from assistant.lexical import tokenize
+from assistant.retrieval import HybridRetriever, SnapshotSource
+from assistant.schema import Answer, Citation, Passage, Turn
+from assistant.settings import Settings
+
+__all__ = ["DECLINE_TEXT", "Assistant", "clean_question"]
+
+log = logging.getLogger(__name__)
+
+DECLINE_TEXT = (
+    "The guidance here does not cover this question, so I can't answer it from these documents."
+)
+_FOLLOW_UP = re.compile(
+    r"\b(it|its|they|them|their|this|that|these|those|there|he|she|his|her|the same|such|"
+    r"which one|and|also|what about|how about|else|more)\b",
+    re.IGNORECASE,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_question(question: str, max_chars: int) -> str:
+    """The question as searched: control characters gone, whitespace collapsed, NFC-normalised."""
+    if not isinstance(question, str):
+        raise InputError("the question must be text")
+    text = unicodedata.normalize("NFC", _CONTROL.sub(" ", question))
+    text = " ".join(text.split())
+    if not text:
+        raise InputError("the question is empty: type a question about commissioning")
+    if len(text) > max_chars:
+        raise InputError(
+            f"the question is {len(text)} characters long; the limit is {max_chars}. "
+            "Ask something shorter."
+        )
+    return text
+
+
+class Assistant:
+    """Answers questions from the serving index, citing the passages used."""
+
+    def __init__(
+        self,
+        index: SnapshotSource,
+        embedder: Embedder,
+        *,
+        calibration: Calibration,
+        top_k: int = 5,
+        max_question_chars: int = 1000,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.calibration = calibration
+        self.top_k = top_k
+        self.max_question_chars = max_question_chars
+        self.retriever = HybridRetriever(index=index, embedder=embedder, k=top_k)
+        self.answerer = ExtractiveAnswerer(embedder)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> Assistant:
+        from assistant.embeddings import SentenceTransformerEmbedder
+
+        emb = embedder or SentenceTransformerEmbedder(
+            settings.embed_model, batch_size=settings.embed_batch_size
+        )
+        handle = IndexHandle(settings.index_dir, emb.model_name)
+        handle.get()  # fail now, with a clear message, if there is no usable index
+        return cls(
+            handle,
+            emb,
+            calibration=Calibration.load(settings.calibration_file),
+            top_k=settings.top_k,
+            max_question_chars=settings.max_question_chars,
+        )
+
+    # -- the two questions a user can ask --------------------------------------------------
+
+    def search(self, question: str, k: int | None = None) -> list[Passage]:
+        query = clean_question(question, self.max_question_chars)
+        return self.retriever.search(query, k or self.top_k)
+
+    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        t0 = time.perf_counter()
+        query = clean_question(question, self.max_question_chars)
+        search_query = self._standalone(query, history)
+        snapshot = self.index.get()
+        vector = self.embedder.encode([search_query])[0].tolist()
+        passages = self.retriever.search(search_query, self.top_k, query_vector=vector)
+        t1 = time.perf_counter()
+        draft = self.answerer.draft(
+            search_query, vector, passages, snapshot.lexical, snapshot.units.embeddings
+        )
+        confidence = self.calibration.probability(draft.features)
+        refused = not draft.citations or confidence < self.calibration.threshold
+        t2 = time.perf_counter()
+        if refused:
+            text, citations, notices = DECLINE_TEXT, [], []
+        else:
+            citations = draft.citations
+            notices = _age_notices(citations)
+            text = "\n\n".join([draft.text, *notices])
+        return Answer(
+            question=query,
+            answer=text,
+            refused=refused,
+            citations=citations,
+            passages=passages,
+            notices=notices,
+            timings_ms={
+                "retrieve": (t1 - t0) * 1000,
+                "answer": (t2 - t1) * 1000,
+                "total": (t2 - t0) * 1000,
+            },
+            search_query=search_query,
+            confidence=confidence,
+        )
+
+    def features(self, question: str, history: Sequence[Turn] = ()) -> dict[str, float]:
+        """The evidence features the refusal decision uses (for calibration)."""
+        query = self._standalone(clean_question(question, self.max_question_chars), history)
+        vector = self.embedder.encode([query])[0].tolist()
+        snapshot = self.index.get()
+        passages = self.retriever.search(query, self.top_k, query_vector=vector)
+        draft = self.answerer.draft(
+            query, vector, passages, snapshot.lexical, snapshot.units.embeddings
+        )
+        return draft.features
+
+    def build(
+        self, corpus_dir: Path, *, rebuild: bool = False, max_file_bytes: int = 20_000_000,
+        progress: Progress | None = None,
+    ) -> BuildReport:  # fmt: skip
+        """Re-index ``corpus_dir`` into this assistant's index folder (served on the next
+        question)."""
+        if not isinstance(self.index, IndexHandle):
+            raise TypeError("build() needs an assistant serving from an index folder")
+        return build_index(
+            corpus_dir, self.index.index_dir, self.embedder,
+            rebuild=rebuild, max_file_bytes=max_file_bytes, progress=progress,
+        )  # fmt: skip
+
+    @staticmethod
+    def _standalone(question: str, history: Sequence[Turn]) -> str:
+        """A follow-up question searched together with the user's previous question."""
+        previous = [t.content for t in history if t.role == "user" and t.content.strip()]
+        if not previous:
+            return question
+        short = len(tokenize(question)) <= 3
+        if short or _FOLLOW_UP.search(question):
+            return f"{previous[-1]} {question}"
+        return question
+
+
+def _age_notices(citations: Sequence[Citation]) -> list[str]:
+    """How old the cited guidance is, and what has changed since, once per document and note."""
+    old = {c.doc_id: c for c in citations if c.status == "historical"}
+    if not old:
+        return []
+    which = "; ".join(f"[{c.n}] {c.title}" + (f", {c.era}" if c.era else "") for c in old.values())
+    notes = " ".join(dict.fromkeys(c.note for c in old.values() if c.note))
+    return [f"Note: this answer cites historical guidance ({which}). {notes}".rstrip()]

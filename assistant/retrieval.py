@@ -1,0 +1,126 @@
+"""Retrieve stage: dense (Chroma) and lexical (BM25) search, fused, as a LangChain retriever."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field
+
+from assistant.embeddings import Embedder
+from assistant.index import IndexSnapshot
+from assistant.schema import Chunk, Passage
+
+__all__ = ["DEFAULT_CANDIDATES", "HybridRetriever", "SnapshotSource", "hybrid_search"]
+
+DEFAULT_K = 5
+#: how many candidates each side contributes before fusion
+DEFAULT_CANDIDATES = 30
+#: weight of the BM25 score (scaled to the best one's) beside the mean of the two cosines
+LEXICAL_WEIGHT = 0.2
+
+
+class SnapshotSource(Protocol):
+    def get(self) -> IndexSnapshot: ...
+
+
+def hybrid_search(
+    snapshot: IndexSnapshot,
+    query: str,
+    query_vector: Sequence[float],
+    k: int,
+    *,
+    candidates: int = DEFAULT_CANDIDATES,
+) -> list[Passage]:
+    """The ``k`` best passages for ``query``.
+
+    Three signals are fused: the cosine of the question to the whole passage, to the passage's
+    closest sentence, and the passage's BM25 score relative to the best one. Sentences matter
+    because a question usually asks about one sentence of a passage; BM25 because names,
+    numbers and rare words are what paraphrase keeps.
+    """
+    n = max(k, candidates)
+    dense = snapshot.store.query(query_vector, n)
+    unit_hits = snapshot.units.query(query_vector, n * 4)
+    lexical = snapshot.lexical.search(query, n)
+
+    chunks: dict[str, Chunk] = {c.chunk_id: c for c, _ in dense}
+    dense_score = {c.chunk_id: s for c, s in dense}
+    unit_score: dict[str, float] = {}
+    for _, cid, sim in unit_hits:
+        unit_score[cid] = max(sim, unit_score.get(cid, -1.0))
+    lex_score = dict(lexical)
+
+    missing = [cid for cid in dict.fromkeys([*unit_score, *lex_score]) if cid not in chunks]
+    for c in snapshot.store.get(missing):
+        chunks[c.chunk_id] = c
+    q = np.asarray(query_vector, dtype=np.float32)
+    no_dense = [cid for cid in chunks if cid not in dense_score]
+    for cid, vec in snapshot.store.embeddings(no_dense).items():
+        dense_score[cid] = float(vec @ q)
+    no_unit = [cid for cid in chunks if cid not in unit_score]
+    for uid, vec in snapshot.units.for_chunks(no_unit).items():
+        cid = uid.rsplit("#", 1)[0]
+        unit_score[cid] = max(float(vec @ q), unit_score.get(cid, -1.0))
+
+    best_lex = max(lex_score.values(), default=0.0) or 1.0
+    fused = {
+        cid: (dense_score.get(cid, 0.0) + unit_score.get(cid, dense_score.get(cid, 0.0))) / 2
+        + LEXICAL_WEIGHT * lex_score.get(cid, 0.0) / best_lex
+        for cid in chunks
+    }
+    order = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
+    return [
+        Passage(
+            chunk=chunks[cid],
+            score=fused[cid],
+            rank=i,
+            dense=dense_score.get(cid),
+            lexical=lex_score.get(cid),
+            sentence=unit_score.get(cid),
+        )
+        for i, cid in enumerate(order, start=1)
+    ]
+
+
+class HybridRetriever(BaseRetriever):
+    """Hybrid dense + BM25 retriever over the serving index.
+
+    ``k`` is a constructor field and can be overridden per call: ``retriever.invoke(q, k=3)``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: Any = Field(description="an IndexSnapshot or anything with get() -> IndexSnapshot")
+    embedder: Any = Field(description="an assistant.embeddings.Embedder")
+    k: int = DEFAULT_K
+    candidates: int = DEFAULT_CANDIDATES
+
+    def _snapshot(self) -> IndexSnapshot:
+        return self.index if isinstance(self.index, IndexSnapshot) else self.index.get()
+
+    def search(
+        self, query: str, k: int | None = None, query_vector: Sequence[float] | None = None
+    ) -> list[Passage]:
+        emb: Embedder = self.embedder
+        vec = query_vector if query_vector is not None else emb.encode([query])[0].tolist()
+        return hybrid_search(self._snapshot(), query, vec, k or self.k, candidates=self.candidates)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
+    ) -> list[Document]:
+        return [to_document(p) for p in self.search(query, k)]
+
+
+def to_document(p: Passage) -> Document:
+    meta: dict[str, Any] = dict(p.chunk.metadata())
+    meta.update(chunk_id=p.chunk.chunk_id, rank=p.rank, score=p.score)
+    if p.dense is not None:
+        meta["dense_score"] = p.dense
+    if p.lexical is not None:
+        meta["lexical_score"] = p.lexical
+    return Document(page_content=p.chunk.text, metadata=meta, id=p.chunk.chunk_id)

@@ -1,0 +1,192 @@
+"""The typed values passed between the pipeline's stages.
+
+ingest → :class:`SourceDocument` → chunk → :class:`Chunk` → embed/store → retrieve →
+:class:`Passage` → answer → :class:`Answer` with :class:`Citation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "Answer",
+    "Chunk",
+    "Citation",
+    "DocInfo",
+    "IngestReport",
+    "Passage",
+    "SkippedFile",
+    "SourceDocument",
+    "Turn",
+]
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    """What the manifest says about one document (defaults for files it does not list)."""
+
+    doc_id: str
+    title: str
+    path: str  # relative to the corpus folder, with forward slashes
+    source: str = ""  # where the document came from
+    era: str = ""  # how old it is, in words ("2013-2016", "before 2013")
+    status: str = "current"  # "current" or "historical"
+    note: str = ""  # what a reader should know (e.g. what replaced these arrangements)
+
+    @property
+    def historical(self) -> bool:
+        return self.status == "historical"
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    """One readable file of the corpus, as structured plain text.
+
+    ``text`` is normalised: headings are lines starting with ``#`` (``##`` … by level),
+    list items are lines starting with ``- ``, paragraphs are separated by a blank line.
+    """
+
+    info: DocInfo
+    text: str
+    sha256: str  # of the file's bytes
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    documents: list[SourceDocument]
+    skipped: list[SkippedFile]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of one document: the unit that is embedded, indexed and cited."""
+
+    chunk_id: str  # derived from the content and its place, so re-indexing is idempotent
+    doc: DocInfo
+    section: str  # nearest heading above the passage ("" if none)
+    text: str  # the passage as a reader sees it
+    position: int  # order of the passage within its document
+
+    @property
+    def embed_text(self) -> str:
+        """What is embedded and indexed lexically: title and section give the passage its
+        context."""
+        head = self.doc.title if not self.section else f"{self.doc.title} — {self.section}"
+        return f"{head}\n\n{self.text}"
+
+    def metadata(self) -> dict[str, str | int]:
+        return {
+            "doc_id": self.doc.doc_id,
+            "title": self.doc.title,
+            "path": self.doc.path,
+            "source": self.doc.source,
+            "era": self.doc.era,
+            "status": self.doc.status,
+            "note": self.doc.note,
+            "section": self.section,
+            "position": self.position,
+        }
+
+    @classmethod
+    def from_metadata(cls, chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
+        doc = DocInfo(
+            doc_id=str(meta["doc_id"]),
+            title=str(meta["title"]),
+            path=str(meta.get("path", "")),
+            source=str(meta.get("source", "")),
+            era=str(meta.get("era", "")),
+            status=str(meta.get("status", "current")),
+            note=str(meta.get("note", "")),
+        )
+        return cls(
+            chunk_id=chunk_id,
+            doc=doc,
+            section=str(meta.get("section", "")),
+            text=text,
+            position=int(meta.get("position", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with its scores (higher is better)."""
+
+    chunk: Chunk
+    score: float  # fused score used for ranking
+    rank: int  # 1-based
+    dense: float | None = None  # cosine similarity to the question, if retrieved densely
+    lexical: float | None = None  # BM25 score, if retrieved lexically
+    sentence: float | None = None  # cosine similarity of its closest sentence to the question
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier turn of a conversation."""
+
+    role: str  # "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    section: str
+    quote: str  # the cited sentence
+    passage: str  # the whole passage it comes from
+    era: str = ""
+    status: str = "current"
+    source: str = ""
+    note: str = ""  # what the manifest says a reader should know about this document's age
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    answer: str
+    refused: bool
+    citations: list[Citation]
+    passages: list[Passage] = field(default_factory=list)  # what was retrieved, best first
+    notices: list[str] = field(default_factory=list)  # e.g. "this source is historical"
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    mode: str = "extractive"
+    search_query: str = ""  # the question as searched (differs from ``question`` for follow-ups)
+    confidence: float = 0.0  # calibrated probability that the guidance answers the question
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "refused": self.refused,
+            "mode": self.mode,
+            "confidence": round(self.confidence, 4),
+            "search_query": self.search_query,
+            "citations": [asdict(c) for c in self.citations],
+            "closest": [] if not self.refused else [passage_json(p) for p in self.passages[:3]],
+            "notices": list(self.notices),
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }
+
+
+def passage_json(p: Passage) -> dict[str, Any]:
+    c = p.chunk
+    return {
+        "rank": p.rank,
+        "chunk_id": c.chunk_id,
+        "doc_id": c.doc.doc_id,
+        "title": c.doc.title,
+        "section": c.section,
+        "era": c.doc.era,
+        "status": c.doc.status,
+        "text": c.text,
+        "score": round(p.score, 6),
+    }

