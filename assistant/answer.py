@@ -65,6 +65,8 @@ class ExtractiveAnswerer:
         keep_ratio: float = 0.75,
         max_list_items: int = 8,
         weights: tuple[float, float, float] = (0.55, 0.35, 0.10),
+        min_gain: float = 0.3,
+        gain_floor: float = 0.65,
     ) -> None:
         self.embedder = embedder
         self.passages_used = passages_used
@@ -72,6 +74,8 @@ class ExtractiveAnswerer:
         self.keep_ratio = keep_ratio
         self.max_list_items = max_list_items
         self.weights = weights
+        self.min_gain = min_gain
+        self.gain_floor = gain_floor
 
     def _unit_vectors(self, units: Sequence[Unit], stored: UnitVectors) -> np.ndarray[Any, Any]:
         """The units' embeddings as indexed; any the index lacks are embedded now."""
@@ -106,6 +110,7 @@ class ExtractiveAnswerer:
             "answer_coverage": 0.0,
             "answer_type": 0.0,
             "numbers_found": 0.0,
+            "asks_present": float(bool(_ASKS_PRESENT.search(question))),
         }
         if not units:
             return AnswerDraft("", [], features)
@@ -124,26 +129,41 @@ class ExtractiveAnswerer:
         features["best_unit_cos"] = float(cos[best])
         features["top_coverage"] = _coverage(q_terms, q_mass, used[0].chunk.embed_text)
 
-        chosen = self._dedupe(self._select(question, units, scores, best), vectors)
+        terms = [set(tokenize(u.text)) & q_terms.keys() for u in units]
+        gain = _CoverageGain(q_terms, q_mass, terms)
+        chosen = self._dedupe(self._select(question, units, scores, best, gain), vectors)
         said = " ".join(units[i].text for i in chosen)
         features["answer_coverage"] = _coverage(q_terms, q_mass, said)
         features["answer_type"] = float(_answer_type_ok(question, said))
         context = " ".join(p.chunk.text for p in used)
         features["numbers_found"] = float(all(n in context for n in _NUMBER.findall(question)))
+        features["asks_present"] = float(bool(_ASKS_PRESENT.search(question)))
         return self._compose(chosen, units, used, features)
 
     def _select(
-        self, question: str, units: list[Unit], scores: list[float], best: int
+        self,
+        question: str,
+        units: list[Unit],
+        scores: list[float],
+        best: int,
+        gain: _CoverageGain | None = None,
     ) -> list[int]:
-        """The best unit, the units nearly as good, what continues them, and whole lists where a
-        list is asked for or introduced."""
+        """The best unit, the units nearly as good or covering a part of the question the others
+        leave out, what continues them, and whole lists where a list is asked for or introduced.
+        """
         ranked = sorted(range(len(units)), key=lambda i: -scores[i])
         chosen = [best]
+        if gain is not None:
+            gain.take(best)
         floor = scores[best] * self.keep_ratio
         for i in ranked[1:]:
-            if len(chosen) >= self.max_units or scores[i] < floor:
+            if len(chosen) >= self.max_units or scores[i] < floor * self.gain_floor:
                 break
-            chosen.append(i)
+            new_part = gain is not None and gain.of(i) >= self.min_gain
+            if scores[i] >= floor or new_part:
+                chosen.append(i)
+                if gain is not None:
+                    gain.take(i)
         wants_list = bool(_LIST_CUES.search(question))
         out: list[int] = []
         for i in chosen:
@@ -194,7 +214,9 @@ class ExtractiveAnswerer:
             u = units[i]
             n = numbers.setdefault(u.passage, len(numbers) + 1)
             quotes.setdefault(u.passage, []).append(u.text)
-            text = u.text if u.text.endswith((".", "?", "!", ":")) else u.text + "."
+            text = u.text
+            if u.list_id is None and not text.endswith((".", "?", "!", ":", ";")):
+                text += "."  # prose reads as sentences; list items keep their own ending
             lines.append(("- " if u.list_id is not None else "") + f"{text} [{n}]")
         answer = _join(lines)
         citations = []
@@ -207,7 +229,8 @@ class ExtractiveAnswerer:
                     doc_id=c.doc.doc_id,
                     title=c.doc.title,
                     section=c.section,
-                    quote=" ".join(quotes[pidx]),
+                    quote=_span(c.text, quotes[pidx]),
+                    quotes=quotes[pidx],
                     passage=c.text,
                     era=c.doc.era,
                     status=c.doc.status,
@@ -222,7 +245,17 @@ _NUMBER = re.compile(r"\b\d[\d,.]*\b")
 _ASKS_NUMBER = re.compile(
     r"\bhow (many|much|long|far|often)\b|\bwhat (number|percentage|proportion|share)\b", re.I
 )
-_ASKS_DATE = re.compile(r"\b(when|what year|which year|what date)\b", re.I)
+_ASKS_DATE = re.compile(
+    r"^\W*when\s+(is|was|does|did|do|are|were|will|should|can|could|has|have|had)\b"
+    r"|\b(what|which) (year|date|month)\b",
+    re.I,
+)
+#: the question asks about the present; the guidance describes past arrangements
+_ASKS_PRESENT = re.compile(
+    r"\b(current(ly)?|at the moment|right now|nowadays|today|this (year|month|week)|latest|"
+    r"at present|presently|in post)\b",
+    re.I,
+)
 _HAS_QUANTITY = re.compile(
     r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|annual\w*|"
     r"yearly|monthly|weekly|daily|decade|most|all|few|several)\b",
@@ -241,11 +274,42 @@ def _answer_type_ok(question: str, said: str) -> bool:
     return not (_ASKS_DATE.search(question) and not _HAS_DATE.search(said))
 
 
+class _CoverageGain:
+    """How much of the question's (IDF-weighted) vocabulary a unit adds to what is chosen."""
+
+    def __init__(self, q_terms: dict[str, float], q_mass: float, terms: list[set[str]]) -> None:
+        self.q_terms = q_terms
+        self.q_mass = q_mass
+        self.terms = terms
+        self.covered: set[str] = set()
+
+    def of(self, i: int) -> float:
+        return sum(self.q_terms[t] for t in self.terms[i] - self.covered) / self.q_mass
+
+    def take(self, i: int) -> None:
+        self.covered |= self.terms[i]
+
+
 def _coverage(q_terms: dict[str, float], q_mass: float, text: str) -> float:
     if not q_terms:
         return 0.0
     have = set(tokenize(text))
     return sum(w for t, w in q_terms.items() if t in have) / q_mass
+
+
+def _span(passage: str, quoted: list[str]) -> str:
+    """The stretch of ``passage`` from the first quoted unit to the last, verbatim."""
+    start, end, cursor = -1, -1, 0
+    for q in quoted:
+        at = passage.find(q, cursor)
+        if at < 0:
+            at = passage.find(q)
+        if at < 0:
+            continue
+        start = at if start < 0 else min(start, at)
+        end = max(end, at + len(q))
+        cursor = at + len(q)
+    return passage[start:end] if start >= 0 else " ".join(quoted)
 
 
 def _join(lines: list[str]) -> str:

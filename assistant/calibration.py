@@ -30,6 +30,7 @@ FEATURES = (
     "answer_coverage",
     "answer_type",
     "numbers_found",
+    "asks_present",
 )
 
 

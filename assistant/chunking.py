@@ -135,12 +135,25 @@ def _group(blocks: Sequence[_Block], max_chars: int, min_chars: int) -> list[tup
 
 
 def _split_long(text: str, max_chars: int) -> list[str]:
+    """A block over ``max_chars``: a list is cut between whole items (its introduction stays with
+    the first piece), prose by LangChain's recursive splitter at sentence ends, then clauses."""
     if len(text) <= max_chars:
         return [text]
+    lines = text.split("\n")
+    if any(line.startswith("- ") for line in lines):
+        pieces: list[str] = []
+        for line in lines:
+            parts = _split_long(line, max_chars) if len(line) > max_chars else [line]
+            for part in parts:
+                if pieces and len(pieces[-1]) + 1 + len(part) <= max_chars:
+                    pieces[-1] += "\n" + part
+                else:
+                    pieces.append(part)
+        return pieces
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=max_chars,
         chunk_overlap=0,
-        separators=["\n- ", "\n", ". ", "; ", ", ", " "],
+        separators=["\n", ". ", "; ", ", ", " "],
         keep_separator="end",
     )
     return [p.strip() for p in splitter.split_text(text) if p.strip()]

@@ -37,7 +37,7 @@ from assistant.errors import (
     IndexModelMismatchError,
     IndexNotBuiltError,
 )
-from assistant.ingest import ingest
+from assistant.ingest import corpus_files, ingest
 from assistant.lexical import LexicalIndex
 from assistant.schema import Chunk, SkippedFile
 from assistant.store import ChromaStore, UnitStore, persistent_client, release_client
@@ -91,7 +91,10 @@ def _read_current(index_dir: Path) -> str | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise IndexBuildError(f"{index_dir / 'CURRENT'} is unreadable ({err}); rebuild") from err
+        raise IndexNotBuiltError(
+            f"the index in {index_dir} is damaged ({index_dir / 'CURRENT'}: {err}); "
+            "rebuild it with `assistant index --rebuild`"
+        ) from err
     build = raw.get("build") if isinstance(raw, dict) else None
     return str(build) if build else None
 
@@ -157,7 +160,11 @@ def build_index(
     with _build_lock(index_dir):
         for stale in builds.glob("*.partial"):
             shutil.rmtree(stale, ignore_errors=True)
-        previous = _read_current(index_dir)
+        try:
+            previous = _read_current(index_dir)
+        except IndexNotBuiltError as err:  # a damaged pointer: build afresh and replace it
+            log.warning("%s", err)
+            previous = None
         prev_meta = _usable_previous(builds, previous, embedder, rebuild)
 
         report = ingest(
@@ -232,13 +239,13 @@ def _usable_previous(
 
 
 def _file_progress(progress: Progress, corpus_dir: Path) -> Callable[[str], None]:
-    total = sum(1 for p in corpus_dir.rglob("*") if p.is_file())
+    total = len(corpus_files(corpus_dir))
     done = 0
 
     def on_file(_: str) -> None:
         nonlocal done
         done += 1
-        progress("read", done, max(total, done))
+        progress("read", done, total)
 
     return on_file
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the parsing libraries are imported when a file of their kin
 __all__ = [
     "SUPPORTED_SUFFIXES",
     "UnreadableFile",
+    "corpus_files",
     "ingest",
     "load_manifest",
     "normalise_markdown",
@@ -186,14 +187,11 @@ def ingest(
         logger.warning("skipped %s: %s", rel, reason)
         skipped.append(SkippedFile(rel, reason))
 
-    for rel, path in _walk(corpus_dir):
-        seen.add(rel)
-        if progress is not None:
-            progress(rel)
+    def _read_one(rel: str, path: Path) -> None:
         suffix = PurePosixPath(rel).suffix.lower()
         if suffix not in SUPPORTED_SUFFIXES:
             skip(rel, _unsupported_reason(suffix))
-            continue
+            return
         try:
             data = _read_bytes(path, max_file_bytes)
             sha = hashlib.sha256(data).hexdigest()
@@ -205,13 +203,19 @@ def ingest(
                 raise UnreadableFile(f"duplicate of {by_text[text_key]} (same text)")
         except UnreadableFile as err:
             skip(rel, err.reason)
-            continue
+            return
         if rel not in manifest:
             doc = replace(doc, info=replace(doc.info, doc_id=_unique_id(doc.info, used_ids)))
         used_ids.add(doc.info.doc_id)
         by_bytes[sha] = rel
         by_text[text_key] = rel
         documents.append(doc)
+
+    for rel, path in corpus_files(corpus_dir):
+        seen.add(rel)
+        _read_one(rel, path)
+        if progress is not None:
+            progress(rel)
 
     for rel in sorted(set(manifest) - seen):
         logger.warning(
@@ -225,7 +229,7 @@ def ingest(
     return IngestReport(documents=documents, skipped=skipped)
 
 
-def _walk(corpus_dir: Path) -> list[tuple[str, Path]]:
+def corpus_files(corpus_dir: Path) -> list[tuple[str, Path]]:
     """Every non-hidden file under ``corpus_dir`` except the folder's own documentation, sorted.
 
     Symbolic links to folders are not followed (a link cycle cannot loop the walk).

@@ -30,12 +30,13 @@ log = logging.getLogger(__name__)
 DECLINE_TEXT = (
     "The guidance here does not cover this question, so I can't answer it from these documents."
 )
+#: words that make a question lean on the one before it ("Who hosts it?", "And how often?")
 _FOLLOW_UP = re.compile(
     r"\b(it|its|they|them|their|this|that|these|those|there|he|she|his|her|the same|such|"
-    r"which one|and|also|what about|how about|else|more)\b",
+    r"which one)\b|^\W*(and|also|what about|how about|so)\b",
     re.IGNORECASE,
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def clean_question(question: str, max_chars: int) -> str:

@@ -141,12 +141,13 @@ class Citation:
     doc_id: str
     title: str
     section: str
-    quote: str  # the cited sentence
+    quote: str  # the cited text, verbatim from the passage (first to last cited sentence)
     passage: str  # the whole passage it comes from
     era: str = ""
     status: str = "current"
     source: str = ""
     note: str = ""  # what the manifest says a reader should know about this document's age
+    quotes: list[str] = field(default_factory=list)  # each cited sentence, for highlighting
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CORPUS_DIR = ROOT / "corpus"
 DEFAULT_CASES = ROOT / "eval" / "cases.jsonl"
 CASES_PATH = Path(os.environ.get("EVAL_CASES", DEFAULT_CASES)).resolve()
-IS_DEFAULT_SET = CASES_PATH == DEFAULT_CASES.resolve()
+IS_DEFAULT_SET = DEFAULT_CASES.resolve() == CASES_PATH
 
 DOC_IDS = {
     "four-levels": "four-levels-of-nhs-commissioning.txt",
@@ -29,12 +29,32 @@ DOC_IDS = {
     "course-level-1": "commissioning-course-level-1.txt",
 }
 TOPIC_TAGS = {
-    "definition", "number", "date", "list", "comparison", "multi-passage", "follow-up", "who",
-    "level", "cycle", "procurement", "off-topic", "not-in-corpus", "false-premise", "injection",
+    "definition",
+    "number",
+    "date",
+    "list",
+    "comparison",
+    "multi-passage",
+    "follow-up",
+    "who",
+    "level",
+    "cycle",
+    "procurement",
+    "off-topic",
+    "not-in-corpus",
+    "false-premise",
+    "injection",
 }
 UNANSWERABLE_KINDS = {"off-topic", "not-in-corpus", "false-premise", "injection"}
 ALLOWED_TAGS = TOPIC_TAGS | set(DOC_IDS)
-REQUIRED = {"id": str, "question": str, "answerable": bool, "must": list, "evidence": str, "tags": list}
+REQUIRED = {
+    "id": str,
+    "question": str,
+    "answerable": bool,
+    "must": list,
+    "evidence": str,
+    "tags": list,
+}
 
 
 def norm(text: str) -> str:
@@ -52,7 +72,9 @@ def _load_cases() -> list[dict]:
 
 
 CASES = _load_cases()
-CORPUS = {path.name: norm(path.read_text(encoding="utf-8")) for path in sorted(CORPUS_DIR.glob("*.txt"))}
+CORPUS = {
+    path.name: norm(path.read_text(encoding="utf-8")) for path in sorted(CORPUS_DIR.glob("*.txt"))
+}
 ALL_TEXT = "\n".join(CORPUS.values())
 ANSWERABLE = [c for c in CASES if c.get("answerable") is True]
 UNANSWERABLE = [c for c in CASES if c.get("answerable") is False]
@@ -85,16 +107,20 @@ def test_required_fields_and_types(case):
     for field, typ in REQUIRED.items():
         assert field in case, f"missing field {field!r}"
         assert isinstance(case[field], typ), f"{field!r} should be {typ.__name__}"
-    assert case["id"].strip() and case["question"].strip()
+    assert case["id"].strip()
+    assert case["question"].strip()
     unknown = set(case) - set(REQUIRED) - {"history"}
     assert not unknown, f"unknown fields: {unknown}"
-    assert case["tags"] and all(isinstance(t, str) for t in case["tags"])
+    assert case["tags"]
+    assert all(isinstance(t, str) for t in case["tags"])
     bad = set(case["tags"]) - ALLOWED_TAGS
     assert not bad, f"unknown tags: {bad}"
     for group in case["must"]:
-        assert isinstance(group, list) and group, "each must group is a non-empty list"
+        assert isinstance(group, list), "each must group is a list"
+        assert group, "each must group is non-empty"
         for alt in group:
-            assert isinstance(alt, str) and alt.strip(), "must alternatives are non-empty strings"
+            assert isinstance(alt, str), "must alternatives are strings"
+            assert alt.strip(), "must alternatives are non-empty"
             assert len(alt) <= 60, f"must alternative too long: {alt!r}"
 
 
@@ -127,17 +153,24 @@ def test_evidence_occurs_in_exactly_one_document(case):
 @pytest.mark.parametrize("case", ANSWERABLE, ids=ids(ANSWERABLE))
 def test_every_must_group_occurs_in_corpus(case):
     for group in case["must"]:
-        assert any(norm(alt) in ALL_TEXT for alt in group), f"no alternative of {group} occurs in the corpus"
+        assert any(norm(alt) in ALL_TEXT for alt in group), (
+            f"no alternative of {group} occurs in the corpus"
+        )
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if "history" in c], ids=ids([c for c in CASES if "history" in c]))
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if "history" in c], ids=ids([c for c in CASES if "history" in c])
+)
 def test_history_turns(case):
     history = case["history"]
-    assert isinstance(history, list) and history, "history must be a non-empty list"
+    assert isinstance(history, list), "history must be a list"
+    assert history, "history must be non-empty"
     for turn in history:
-        assert isinstance(turn, dict) and set(turn) == {"role", "content"}
+        assert isinstance(turn, dict)
+        assert set(turn) == {"role", "content"}
         assert turn["role"] in {"user", "assistant"}
-        assert isinstance(turn["content"], str) and turn["content"].strip()
+        assert isinstance(turn["content"], str)
+        assert turn["content"].strip()
     assert history[0]["role"] == "user"
 
 
@@ -149,7 +182,9 @@ def test_follow_up_tag_matches_history():
 
 # ---- size and coverage of the bundled set -----------------------------------------------------
 
-bundled_only = pytest.mark.skipif(not IS_DEFAULT_SET, reason="coverage checks apply to eval/cases.jsonl only")
+bundled_only = pytest.mark.skipif(
+    not IS_DEFAULT_SET, reason="coverage checks apply to eval/cases.jsonl only"
+)
 
 
 @bundled_only

@@ -1,0 +1,473 @@
+"""The index on disk, built with the fake embedder into a real (persistent) Chroma on tmp_path."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fakes import TINY_CORPUS, TINY_MANIFEST, FakeEmbedder, write_corpus
+
+from assistant.chunking import split_units
+from assistant.errors import (
+    CorpusError,
+    IndexBuildError,
+    IndexError_,
+    IndexModelMismatchError,
+    IndexNotBuiltError,
+)
+from assistant.index import BuildMeta, IndexHandle, IndexSnapshot, build_index, open_index
+from assistant.retrieval import hybrid_search
+
+NEW_LIGHTHOUSE = (
+    "Lighthouse keepers polish the brass telescopes every morning and report storms to the "
+    "coastguard station."
+)
+
+
+def current(index_dir: Path) -> str:
+    return str(json.loads((index_dir / "CURRENT").read_text())["build"])
+
+
+def build_dirs(index_dir: Path) -> list[str]:
+    return sorted(p.name for p in (index_dir / "builds").iterdir())
+
+
+@pytest.fixture
+def open_snapshot(fake_embedder: FakeEmbedder) -> Iterator[Callable[[Path], IndexSnapshot]]:
+    opened: list[IndexSnapshot] = []
+
+    def opener(index_dir: Path) -> IndexSnapshot:
+        snap = open_index(index_dir, fake_embedder.model_name)
+        opened.append(snap)
+        return snap
+
+    yield opener
+    for snap in opened:
+        snap.close()
+
+
+def top_texts(snap: IndexSnapshot, embedder: FakeEmbedder, query: str, k: int = 3) -> list[str]:
+    vec = embedder.encode([query])[0].tolist()
+    return [p.chunk.text for p in hybrid_search(snap, query, vec, k)]
+
+
+def edit_lighthouses(corpus: Path) -> None:
+    path = corpus / "harbours.md"
+    old = "Lighthouse keepers inspect the lamps every evening and record faults in the keeper log."
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, NEW_LIGHTHOUSE))
+
+
+# -- building -------------------------------------------------------------------------------------
+
+
+def test_build_makes_current_point_to_a_finished_build(
+    tiny_corpus: Path,
+    tmp_path: Path,
+    fake_embedder: FakeEmbedder,
+    open_snapshot: Callable[[Path], IndexSnapshot],
+) -> None:
+    index_dir = tmp_path / "index"
+    seen: list[tuple[str, int, int]] = []
+    report = build_index(tiny_corpus, index_dir, fake_embedder, progress=lambda *a: seen.append(a))
+    assert (report.documents, report.chunks) == (3, 6)
+    assert (report.embedded, report.reused, report.removed) == (6, 0, 0)
+    assert report.changed is True
+    assert report.skipped == []
+
+    assert current(index_dir) == report.build_id
+    assert build_dirs(index_dir) == [report.build_id]
+    folder = index_dir / "builds" / report.build_id
+    assert (folder / "chroma").is_dir()
+    assert (folder / "lexical" / "ids.json").is_file()
+    meta = BuildMeta.read(folder)
+    assert meta.build_id == report.build_id
+    assert meta.embed_model == "fake-hash"
+    assert meta.dimension == 256
+    assert meta.chunk_count == 6
+    assert set(meta.files) == {"harbours.md", "orchards.md", "widgets.md"}
+
+    snap = open_snapshot(index_dir)
+    assert snap.build_id == report.build_id
+    assert snap.store.count() == 6
+    assert len(snap.lexical) == 6
+    chunks = snap.store.get(sorted(snap.store.ids()))
+    assert snap.units.count() == sum(len(split_units(c.text)) for c in chunks)
+
+    assert [done for stage, done, _ in seen if stage == "read"] == [1, 2, 3]
+    assert seen[-2:] == [("embed", 0, 6), ("embed", 6, 6)]
+
+
+def test_read_progress_reaches_its_total(
+    tiny_corpus: Path, tmp_path: Path, fake_embedder: FakeEmbedder
+) -> None:
+    """The total counts the files of the corpus, not the manifest, hidden files or README."""
+    write_corpus(tiny_corpus, {"README.md": "# About", ".hidden.md": "# Secret", ".git/x": "x"})
+    seen: list[tuple[str, int, int]] = []
+    build_index(tiny_corpus, tmp_path / "index", fake_embedder, progress=lambda *a: seen.append(a))
+    reads = [(done, total) for stage, done, total in seen if stage == "read"]
+    assert reads == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_rerun_unchanged_embeds_nothing(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    open_snapshot: Callable[[Path], IndexSnapshot],
+) -> None:
+    first = current(tiny_index)
+    encoded = fake_embedder.texts_encoded
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert (report.embedded, report.reused, report.removed) == (0, 6, 0)
+    assert report.changed is False
+    assert fake_embedder.texts_encoded == encoded
+    assert current(tiny_index) == report.build_id != first
+    snap = open_snapshot(tiny_index)
+    assert snap.store.count() == 6
+    assert top_texts(snap, fake_embedder, "Who hosts the apple archive?", 1)[0].startswith(
+        "The apple archive"
+    )
+
+
+def test_editing_one_file_re_embeds_only_its_changed_chunks(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    open_snapshot: Callable[[Path], IndexSnapshot],
+) -> None:
+    before = open_snapshot(tiny_index)
+    old_ids = before.store.ids()
+    (old_chunk,) = [c for c in before.store.get(sorted(old_ids)) if "keeper log" in c.text]
+    encoded = fake_embedder.texts_encoded
+
+    edit_lighthouses(tiny_corpus)
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert (report.embedded, report.reused, report.removed) == (1, 5, 1)
+    assert report.changed is True
+    # one chunk and its sentences, nothing else
+    assert fake_embedder.texts_encoded - encoded == 1 + len(split_units(NEW_LIGHTHOUSE))
+
+    after = open_snapshot(tiny_index)
+    new_ids = after.store.ids()
+    assert old_chunk.chunk_id not in new_ids
+    assert len(new_ids - old_ids) == 1
+    assert after.store.get([old_chunk.chunk_id]) == []
+    assert after.units.for_chunks([old_chunk.chunk_id]) == {}
+    chunks = after.store.get(sorted(new_ids))
+    assert after.units.count() == sum(len(split_units(c.text)) for c in chunks)
+    assert top_texts(after, fake_embedder, "brass telescopes storms coastguard", 1) == [
+        NEW_LIGHTHOUSE
+    ]
+    assert all("keeper log" not in t for t in top_texts(after, fake_embedder, "keeper log", 6))
+
+
+def test_deleting_a_file_removes_its_chunks(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    open_snapshot: Callable[[Path], IndexSnapshot],
+) -> None:
+    (tiny_corpus / "orchards.md").unlink()
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert (report.documents, report.chunks) == (2, 4)
+    assert (report.embedded, report.reused, report.removed) == (0, 4, 2)
+    assert report.changed is True
+    snap = open_snapshot(tiny_index)
+    assert all(not cid.startswith("orchards:") for cid in snap.store.ids())
+    assert all(not cid.startswith("orchards:") for cid in snap.lexical.ids)
+    assert "orchards.md" not in snap.meta.files
+    found = top_texts(snap, fake_embedder, "Who hosts the apple archive?", 4)
+    assert all("apple" not in t for t in found)
+
+
+def test_manifest_change_updates_metadata_without_re_embedding(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    open_snapshot: Callable[[Path], IndexSnapshot],
+) -> None:
+    manifest = json.loads(json.dumps(TINY_MANIFEST))
+    manifest["documents"][0].update(status="historical", era="2001", note="Replaced in 2005.")
+    (tiny_corpus / "manifest.json").write_text(json.dumps(manifest))
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert (report.embedded, report.reused, report.removed) == (0, 6, 0)
+    snap = open_snapshot(tiny_index)
+    vec = fake_embedder.encode(["widget budget"])[0].tolist()
+    top = hybrid_search(snap, "widget budget", vec, 1)[0].chunk
+    assert top.doc.doc_id == "widgets"
+    assert (top.doc.status, top.doc.era, top.doc.note) == (
+        "historical",
+        "2001",
+        "Replaced in 2005.",
+    )
+
+
+def test_another_model_or_rebuild_re_embeds_everything(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, rebuild=True)
+    assert (report.embedded, report.reused) == (6, 0)
+    other = FakeEmbedder(model_name="fake-other")
+    report = build_index(tiny_corpus, tiny_index, other)
+    assert (report.embedded, report.reused) == (6, 0)
+    assert BuildMeta.read(tiny_index / "builds" / current(tiny_index)).embed_model == "fake-other"
+
+
+def test_only_the_serving_and_previous_builds_are_kept(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    first = current(tiny_index)
+    second = build_index(tiny_corpus, tiny_index, fake_embedder).build_id
+    third = build_index(tiny_corpus, tiny_index, fake_embedder).build_id
+    assert build_dirs(tiny_index) == sorted([second, third])
+    assert first not in build_dirs(tiny_index)
+
+
+def test_missing_corpus_folder_is_a_corpus_error(
+    tmp_path: Path, fake_embedder: FakeEmbedder
+) -> None:
+    with pytest.raises(CorpusError, match="does not exist"):
+        build_index(tmp_path / "nowhere", tmp_path / "index", fake_embedder)
+
+
+# -- opening --------------------------------------------------------------------------------------
+
+
+def test_open_with_another_model_says_rebuild(tiny_index: Path) -> None:
+    with pytest.raises(IndexModelMismatchError) as caught:
+        open_index(tiny_index, "another-model")
+    message = str(caught.value)
+    assert "rebuild" in message
+    assert "fake-hash" in message
+    assert "another-model" in message
+    assert caught.value.exit_code == 4
+    with pytest.raises(IndexModelMismatchError):
+        IndexHandle(tiny_index, "another-model").get()
+
+
+def test_no_index_says_how_to_build_one(tmp_path: Path) -> None:
+    for folder in (tmp_path / "never-created", tmp_path):
+        with pytest.raises(IndexNotBuiltError, match="`assistant index`"):
+            open_index(folder, "fake-hash")
+    with pytest.raises(IndexNotBuiltError, match="`assistant index`"):
+        IndexHandle(tmp_path, "fake-hash").get()
+
+
+def test_damaged_build_says_rebuild(tiny_index: Path) -> None:
+    (tiny_index / "builds" / current(tiny_index) / "meta.json").write_text("{not json")
+    with pytest.raises(IndexNotBuiltError, match="--rebuild"):
+        open_index(tiny_index, "fake-hash")
+
+
+def test_current_pointing_to_a_missing_build_is_rebuilt(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    (tiny_index / "CURRENT").write_text(json.dumps({"build": "gone"}))
+    with pytest.raises(IndexNotBuiltError, match="rebuild"):
+        open_index(tiny_index, "fake-hash")
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert report.embedded == 6
+    assert open_index(tiny_index, "fake-hash").build_id == report.build_id
+
+
+def test_unreadable_current_can_be_rebuilt(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    (tiny_index / "CURRENT").write_text("{truncated")
+    with pytest.raises(IndexError_, match="rebuild"):
+        open_index(tiny_index, "fake-hash")
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, rebuild=True)
+    assert current(tiny_index) == report.build_id
+
+
+def test_handle_picks_up_a_new_build(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    handle = IndexHandle(tiny_index, fake_embedder.model_name)
+    first = handle.get()
+    assert handle.get() is first  # same build: same snapshot
+    assert handle.info()["build"] == first.build_id
+    assert handle.info()["chunks"] == 6
+    edit_lighthouses(tiny_corpus)
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    second = handle.get()
+    assert second is not first
+    assert second.build_id == report.build_id
+    assert handle.info()["build"] == report.build_id
+    assert top_texts(second, fake_embedder, "brass telescopes coastguard", 1) == [NEW_LIGHTHOUSE]
+    first.close()
+    second.close()
+
+
+# -- failures leave the previous build serving -------------------------------------------------
+
+
+def fail_on_call(
+    embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch, call: int, error: Exception
+) -> None:
+    real = embedder.encode
+
+    def encode(texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        if embedder.calls + 1 == call:
+            embedder.calls += 1
+            raise error
+        return real(texts)
+
+    monkeypatch.setattr(embedder, "encode", encode)
+
+
+def assert_still_serving(index_dir: Path, build_id: str, embedder: FakeEmbedder) -> None:
+    assert current(index_dir) == build_id
+    assert not list((index_dir / "builds").glob("*.partial"))
+    snap = open_index(index_dir, embedder.model_name)
+    try:
+        assert snap.build_id == build_id
+        texts = top_texts(snap, embedder, "lighthouse keeper lamps", 1)
+        assert texts[0].startswith("Lighthouse keepers inspect the lamps")
+    finally:
+        snap.close()
+
+
+def test_os_error_mid_build_keeps_the_previous_build(
+    tiny_corpus: Path,
+    tmp_path: Path,
+    fake_embedder: FakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index_dir = tmp_path / "index"
+    fail_on_call(fake_embedder, monkeypatch, 2, OSError(28, "No space left on device"))
+    first = build_index(tiny_corpus, index_dir, fake_embedder)  # call 1
+    handle = IndexHandle(index_dir, fake_embedder.model_name)
+    serving = handle.get()
+
+    edit_lighthouses(tiny_corpus)
+    with pytest.raises(IndexBuildError) as caught:
+        build_index(tiny_corpus, index_dir, fake_embedder)  # call 2 fails
+    assert "No space left on device" in str(caught.value)
+    assert "previous index keeps serving" in str(caught.value)
+    assert_still_serving(index_dir, first.build_id, fake_embedder)
+    assert handle.get() is serving
+
+    report = build_index(tiny_corpus, index_dir, fake_embedder)  # call 3 works
+    assert report.embedded == 1
+    assert not list((index_dir / "builds").glob("*.partial"))
+    assert handle.get().build_id == report.build_id
+    serving.close()
+    handle.get().close()
+
+
+def test_unexpected_error_mid_build_keeps_the_previous_build(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = current(tiny_index)
+    fail_on_call(fake_embedder, monkeypatch, fake_embedder.calls + 1, RuntimeError("model crashed"))
+    edit_lighthouses(tiny_corpus)
+    with pytest.raises(RuntimeError, match="model crashed"):
+        build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert_still_serving(tiny_index, first, fake_embedder)
+
+
+def test_failure_in_a_later_batch_leaves_no_partial_build(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over 256 new chunks: the first batch is written before the second one fails."""
+    first = current(tiny_index)
+    paragraphs = [
+        f"Bulletin {i} reports that the harbour committee met and agreed item {i} of the plan "
+        f"for the coming season, with the minutes filed as note {i}."
+        for i in range(300)
+    ]
+    write_corpus(tiny_corpus, {"bulletins.md": "# Bulletins\n\n" + "\n\n".join(paragraphs)})
+    fail_on_call(fake_embedder, monkeypatch, fake_embedder.calls + 2, OSError(5, "I/O error"))
+    with pytest.raises(IndexBuildError, match="I/O error"):
+        build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert_still_serving(tiny_index, first, fake_embedder)
+
+
+def test_stale_partial_build_is_removed_by_the_next_build(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    stale = tiny_index / "builds" / "20200101T000000-deadbeef.partial"
+    (stale / "chroma").mkdir(parents=True)
+    (stale / "chroma" / "junk").write_text("half written")
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert not stale.exists()
+    assert current(tiny_index) == report.build_id
+
+
+def test_corpus_of_only_bad_files_keeps_the_previous_index(
+    tmp_path: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    first = current(tiny_index)
+    bad = write_corpus(tmp_path / "bad", {"empty.txt": b"", "binary.txt": b"ab\x00cd"})
+    with pytest.raises(IndexBuildError) as caught:
+        build_index(bad, tiny_index, fake_embedder)
+    assert "no readable documents" in str(caught.value)
+    assert "2 skipped" in str(caught.value)
+    assert_still_serving(tiny_index, first, fake_embedder)
+
+
+def test_empty_corpus_folder_is_a_build_error(tmp_path: Path, fake_embedder: FakeEmbedder) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IndexBuildError, match="no readable documents"):
+        build_index(tmp_path / "empty", tmp_path / "index", fake_embedder)
+    assert not (tmp_path / "index" / "CURRENT").exists()
+
+
+def test_read_only_index_folder_is_a_clear_build_error(
+    tiny_corpus: Path, tmp_path: Path, fake_embedder: FakeEmbedder
+) -> None:
+    index_dir = tmp_path / "index"
+    index_dir.mkdir()
+    index_dir.chmod(0o555)
+    try:
+        if os.access(index_dir, os.W_OK):
+            pytest.skip("running as root: chmod does not stop writes")
+        with pytest.raises(IndexBuildError) as caught:
+            build_index(tiny_corpus, index_dir, fake_embedder)
+        assert f"cannot write to the index folder {index_dir}" in str(caught.value)
+        assert "Permission denied" in str(caught.value)
+    finally:
+        index_dir.chmod(0o755)
+
+
+def test_index_folder_that_cannot_be_created_is_a_clear_build_error(
+    tiny_corpus: Path, tmp_path: Path, fake_embedder: FakeEmbedder
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    index_dir = tmp_path / "a-file" / "index"
+    with pytest.raises(IndexBuildError) as caught:
+        build_index(tiny_corpus, index_dir, fake_embedder)
+    assert f"cannot write to the index folder {index_dir}" in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+
+
+def test_concurrent_build_is_refused(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    first = current(tiny_index)
+    with (tiny_index / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            with pytest.raises(IndexBuildError, match="another build"):
+                build_index(tiny_corpus, tiny_index, fake_embedder)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    assert current(tiny_index) == first
+
+
+def test_tiny_corpus_files_are_as_written(tiny_corpus: Path) -> None:
+    assert sorted(p.name for p in tiny_corpus.iterdir()) == sorted([*TINY_CORPUS, "manifest.json"])
