@@ -62,9 +62,9 @@ class ExtractiveAnswerer:
         *,
         passages_used: int = 3,
         max_units: int = 3,
-        keep_ratio: float = 0.75,
+        keep_ratio: float = 0.85,
         max_list_items: int = 8,
-        weights: tuple[float, float, float] = (0.55, 0.35, 0.10),
+        weights: tuple[float, float, float] = (0.4, 0.2, 0.4),
         min_gain: float = 0.3,
         gain_floor: float = 0.65,
     ) -> None:
@@ -120,8 +120,10 @@ class ExtractiveAnswerer:
         cos = vectors @ q
         coverage = [_coverage(q_terms, q_mass, u.text) for u in units]
         wc, wl, wp = self.weights
+        top_score = used[0].score or 1.0
+        prior = [p.score / top_score for p in used]  # how the passage ranked, relative to the best
         scores = [
-            wc * float(c) + wl * cov + wp / (1 + u.passage)
+            wc * float(c) + wl * cov + wp * prior[u.passage]
             for u, c, cov in zip(units, cos, coverage, strict=True)
         ]
         best = int(np.argmax(scores))
