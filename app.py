@@ -8,6 +8,7 @@ import uvicorn
 
 from assistant.cli import prepare_runtime
 from assistant.errors import AssistantError
+from assistant.pipeline import Assistant
 from assistant.settings import Settings
 from assistant.web import create_app
 
@@ -19,8 +20,14 @@ def main() -> int:
     except AssistantError as err:
         print(f"app: error: {err}", file=sys.stderr)
         return err.exit_code
+    assistant = None
+    try:  # load the model and open the index now, so the first question is quick
+        assistant = Assistant.from_settings(settings)
+    except AssistantError as err:  # e.g. no index yet: serve anyway; /api/health says why
+        print(f"app: warning: {err}", file=sys.stderr)
     print(f"Serving on http://{settings.host}:{settings.port}", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    app = create_app(settings, assistant)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
 
 

@@ -1,0 +1,131 @@
+"""The server as `make run` starts it: app.py in its own process, real HTTP on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(real_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "ASSISTANT_INDEX_DIR": str(real_index),
+        "ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "ASSISTANT_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "app.py")], env=env, cwd=REPO, stdout=out, stderr=out
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited early:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"server did not answer within 90 s:\n{log.read_text()}")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_health_reports_the_index(server: str) -> None:
+    body = httpx.get(f"{server}/api/health").json()
+    assert body["status"] == "ok"
+    assert body["index"]["embed_model"] == "bundled:all-MiniLM-L6-v2"
+    assert body["index"]["chunks"] > 0
+
+
+def test_ask_answers_with_a_citation(server: str) -> None:
+    question = "How many CCGs manage most of the NHS commissioning budget?"
+    r = httpx.post(f"{server}/api/ask", json={"question": question}, timeout=30)
+    assert r.status_code == 200
+    body = r.json()
+    assert "209" in body["answer"]
+    assert not body["refused"]
+    assert any("209 clinical commissioning groups" in c["passage"] for c in body["citations"])
+
+
+def test_follow_up_through_the_api(server: str) -> None:
+    history = [
+        {"role": "user", "content": "What is Specialised Commissioning?"},
+        {"role": "assistant", "content": "The main regional commissioning unit for health."},
+    ]
+    r = httpx.post(
+        f"{server}/api/ask", json={"question": "Who hosts it?", "history": history}, timeout=30
+    )
+    assert "Leicestershire" in r.json()["answer"]
+
+
+def test_search_returns_k_passages(server: str) -> None:
+    r = httpx.post(f"{server}/api/search", json={"question": "commissioning cycle", "k": 3})
+    results = r.json()["results"]
+    assert [p["rank"] for p in results] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        ({"question": "   "}, 400),
+        ({"question": "x" * 1001}, 400),
+        ({"question": 42}, 422),
+        ({}, 422),
+        ({"question": "ok", "history": [{"role": "system", "content": "x"}]}, 422),
+    ],
+)
+def test_bad_requests_get_a_4xx_json_error(server: str, payload: object, status: int) -> None:
+    r = httpx.post(f"{server}/api/ask", json=payload, timeout=30)
+    assert r.status_code == status
+    body = r.json()
+    assert "error" in body or "detail" in body
+    assert "Traceback" not in r.text
+
+
+def test_malformed_json_is_a_4xx(server: str) -> None:
+    r = httpx.post(
+        f"{server}/api/ask", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+
+
+def test_chat_page_and_docs_are_served(server: str) -> None:
+    assert httpx.get(f"{server}/").status_code == 200
+    assert httpx.get(f"{server}/docs").status_code == 200
+
+
+def test_gradio_client_can_chat(server: str) -> None:
+    from gradio_client import Client
+
+    client = Client(server + "/", verbose=False)
+    reply = client.predict("Who hosts Specialised Commissioning?", api_name="/chat")
+    assert "Leicestershire" in str(reply)
