@@ -22,7 +22,7 @@ from assistant.embeddings import Embedder
 from assistant.lexical import LexicalIndex, tokenize
 from assistant.schema import Citation, Passage
 
-__all__ = ["AnswerDraft", "ExtractiveAnswerer", "Unit"]
+__all__ = ["AnswerDraft", "ExtractiveAnswerer", "Unit", "split_question"]
 
 #: a sentence that opens like this carries on from the one before it
 _CONTINUES = re.compile(r"^(Their|They|These|This|Those|It|Its|Such|He|She)\b")
@@ -91,8 +91,19 @@ class ExtractiveAnswerer:
         passages: Sequence[Passage],
         lexical: LexicalIndex,
         stored: UnitVectors = lambda ids: {},
+        *,
+        parts: Sequence[tuple[str, Sequence[float]]] = (),
+        extra: Sequence[Passage] = (),
     ) -> AnswerDraft:
+        """The answer to ``question`` from the best ``passages``. ``parts`` are the separate
+        questions of a question that asks several things (with their vectors), ``extra`` the
+        best passage for each part; every part gets the sentence that answers it best."""
         used = list(passages[: self.passages_used])
+        seen = {p.chunk.chunk_id for p in used}
+        for p in extra:
+            if p.chunk.chunk_id not in seen:
+                seen.add(p.chunk.chunk_id)
+                used.append(p)
         units = [
             Unit(i, j, text, lid, unit_id(p.chunk.chunk_id, j))
             for i, p in enumerate(used)
@@ -133,7 +144,19 @@ class ExtractiveAnswerer:
 
         terms = [set(tokenize(u.text)) & q_terms.keys() for u in units]
         gain = _CoverageGain(q_terms, q_mass, terms)
-        chosen = self._dedupe(self._select(question, units, scores, best, gain), vectors)
+        picked = self._select(question, units, scores, best, gain)
+        for part, part_vector in parts:  # each part of a many-part question gets its answer
+            p_terms = {t: lexical.idf(t) for t in set(tokenize(part))}
+            p_mass = sum(p_terms.values()) or 1.0
+            p_cos = vectors @ np.asarray(part_vector, dtype=np.float32)
+            p_scores = [
+                wc * float(c) + wl * _coverage(p_terms, p_mass, u.text) + wp * prior[u.passage]
+                for u, c in zip(units, p_cos, strict=True)
+            ]
+            top = int(np.argmax(p_scores))
+            if top not in picked:
+                picked.append(top)
+        chosen = self._dedupe(picked, vectors)
         said = " ".join(units[i].text for i in chosen)
         features["answer_coverage"] = _coverage(q_terms, q_mass, said)
         features["answer_type"] = float(_answer_type_ok(question, said))
@@ -274,6 +297,24 @@ def _answer_type_ok(question: str, said: str) -> bool:
     if _ASKS_NUMBER.search(question) and not _HAS_QUANTITY.search(said):
         return False
     return not (_ASKS_DATE.search(question) and not _HAS_DATE.search(said))
+
+
+#: words that open a question
+_QUESTION_WORDS = (
+    "how", "what", "who", "whom", "which", "when", "where", "why", "is", "are", "does", "do",
+    "did", "can", "could", "should", "would", "will",
+)  # fmt: skip
+_PART_SPLIT = re.compile(
+    rf"\?\s+(?=\S)|,?\s+and\s+(?=(?:{'|'.join(_QUESTION_WORDS)})\b)|;\s+", re.IGNORECASE
+)
+
+
+def split_question(question: str) -> list[str]:
+    """The separate questions of one that asks several ("How far ahead …, and how often …?");
+    empty when it asks one thing."""
+    parts = [p.strip(" ,;?") for p in _PART_SPLIT.split(question)]
+    parts = [p for p in parts if len(tokenize(p)) >= 2]
+    return parts if len(parts) >= 2 else []
 
 
 class _CoverageGain:

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from assistant.answer import ExtractiveAnswerer
+from assistant.answer import AnswerDraft, ExtractiveAnswerer, split_question
 from assistant.calibration import Calibration
 from assistant.embeddings import Embedder
 from assistant.errors import InputError
@@ -102,13 +102,7 @@ class Assistant:
         t0 = time.perf_counter()
         query = clean_question(question, self.max_question_chars)
         search_query = self._standalone(query, history)
-        snapshot = self.index.get()
-        vector = self.embedder.encode([search_query])[0].tolist()
-        passages = self.retriever.search(search_query, self.top_k, query_vector=vector)
-        t1 = time.perf_counter()
-        draft = self.answerer.draft(
-            search_query, vector, passages, snapshot.lexical, snapshot.units.embeddings
-        )
+        passages, draft, t1 = self._draft(search_query)
         confidence = self.calibration.probability(draft.features)
         refused = not draft.citations or confidence < self.calibration.threshold
         t2 = time.perf_counter()
@@ -137,13 +131,33 @@ class Assistant:
     def features(self, question: str, history: Sequence[Turn] = ()) -> dict[str, float]:
         """The evidence features the refusal decision uses (for calibration)."""
         query = self._standalone(clean_question(question, self.max_question_chars), history)
-        vector = self.embedder.encode([query])[0].tolist()
+        return self._draft(query)[1].features
+
+    def _draft(self, search_query: str) -> tuple[list[Passage], AnswerDraft, float]:
+        """Retrieve for the question (and for each part of a question that asks several
+        things), then draft the answer. Returns the passages, the draft, and when retrieval
+        ended."""
         snapshot = self.index.get()
-        passages = self.retriever.search(query, self.top_k, query_vector=vector)
+        parts = split_question(search_query)
+        vectors = self.embedder.encode([search_query, *parts])
+        vector = vectors[0].tolist()
+        passages = self.retriever.search(search_query, self.top_k, query_vector=vector)
+        part_queries: list[tuple[str, list[float]]] = []
+        extra: list[Passage] = []
+        for part, vec in zip(parts, vectors[1:], strict=True):
+            part_queries.append((part, vec.tolist()))
+            extra.extend(self.retriever.search(part, 1, query_vector=vec.tolist()))
+        retrieved = time.perf_counter()
         draft = self.answerer.draft(
-            query, vector, passages, snapshot.lexical, snapshot.units.embeddings
+            search_query,
+            vector,
+            passages,
+            snapshot.lexical,
+            snapshot.units.embeddings,
+            parts=part_queries,
+            extra=extra,
         )
-        return draft.features
+        return passages, draft, retrieved
 
     def build(
         self, corpus_dir: Path, *, rebuild: bool = False, max_file_bytes: int = 20_000_000,

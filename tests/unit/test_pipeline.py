@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fakes import FakeEmbedder, always_answer, assert_cited, body, write_corpus
 
+from assistant.answer import split_question
 from assistant.calibration import FEATURES, Calibration
 from assistant.errors import IndexNotBuiltError, InputError
 from assistant.evalset import normalise
@@ -259,3 +260,22 @@ def test_from_settings(tiny_index: Path, tmp_path: Path, fake_embedder: FakeEmbe
     assert len(assistant.search("apple archive")) == 2
     with pytest.raises(IndexNotBuiltError, match="`assistant index`"):
         Assistant.from_settings(settings.with_(index_dir=tmp_path / "none"), fake_embedder)
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        (
+            "How far ahead can strategic commissioning plan, and how often does the cycle run?",
+            ["How far ahead can strategic commissioning plan", "how often does the cycle run"],
+        ),
+        (
+            "What is the apple archive? Who keeps its records?",
+            ["What is the apple archive", "Who keeps its records"],
+        ),
+        ("Who hosts it?", []),
+        ("Which bodies commission services nationally and regionally?", []),
+    ],
+)
+def test_split_question(question: str, parts: list[str]) -> None:
+    assert split_question(question) == parts
