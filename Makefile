@@ -51,6 +51,10 @@ format: install-dev ## apply ruff's formatting and fixes
 	$(BIN)/ruff format assistant tests app.py
 	$(BIN)/ruff check --fix assistant tests app.py
 
+eval: install ## run the evaluation and write reports/eval.html and reports/eval.json
+	@test -f $${ASSISTANT_INDEX_DIR:-index}/CURRENT || $(BIN)/assistant index || [ $$? -eq 6 ]
+	$(BIN)/assistant eval --report reports
+
 calibrate: install ## refit the answer-or-decline decision on eval/cases.jsonl
 	$(BIN)/assistant calibrate --set eval/cases.jsonl
 

@@ -1,4 +1,4 @@
-"""Command line: ``assistant index | search | ask | calibrate``.
+"""Command line: ``assistant index | search | ask | calibrate | eval``.
 
 A thin shell: it builds :class:`~assistant.settings.Settings` from ``ASSISTANT_*`` variables and
 flags, calls the pipeline, and turns the assistant's errors into one line on stderr and an exit
@@ -81,6 +81,26 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path(__file__).with_name("calibration.json"),
         help="where to write the calibration (default: the one the package ships)",
     )  # fmt: skip
+
+    ev = sub.add_parser(
+        "eval", parents=[common], help="evaluate the assistant and baselines on a case set",
+        description="Run the assistant and two baselines (the LangChain tutorial pipeline, BM25 "
+        "alone) on a known-answer set, offline: retrieval, key facts, citations, declining, "
+        "latency. `assistant eval export-feedback` prints thumbs-down answers from the chat page "
+        "as draft cases instead.",
+    )  # fmt: skip
+    ev.add_argument(
+        "action", nargs="?", choices=["run", "export-feedback"], default="run",
+        help="run the evaluation (default) or export feedback as draft cases",
+    )  # fmt: skip
+    ev.add_argument("--set", type=Path, default=Path("eval/cases.jsonl"), dest="case_set",
+                    help="the case set (default: eval/cases.jsonl)")  # fmt: skip
+    ev.add_argument("-k", type=int, default=10, dest="eval_k",
+                    help="passages ranked for the retrieval metrics (default 10)")  # fmt: skip
+    ev.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ev.add_argument("--report", type=Path, metavar="DIR",
+                    help="write DIR/eval.html and DIR/eval.json")  # fmt: skip
+    ev.add_argument("--no-baselines", action="store_true", help="evaluate the assistant only")
     return p
 
 
@@ -252,11 +272,93 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "export-feedback":
+        return _export_feedback(settings)
+    from contextlib import ExitStack
+
+    from tqdm import tqdm
+
+    from assistant.baselines import assistant_system, open_baselines
+    from assistant.evalset import load_cases
+    from assistant.evaluation import System, run_systems
+    from assistant.pipeline import Assistant
+    from assistant.report import render_text, write_report
+
+    if args.eval_k < 1:
+        raise InputError(f"-k must be at least 1, not {args.eval_k}")
+    cases = load_cases(args.case_set)
+    if args.report is not None:  # fail before the run, not after it
+        try:
+            args.report.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"cannot write the report into {args.report}: {err}") from err
+    assistant = Assistant.from_settings(settings)
+    bars: dict[str, tqdm[Any]] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        bar = bars.get(name)
+        if bar is None:
+            bar = bars[name] = tqdm(total=total, desc=f"evaluating {name}", unit="case",
+                                    file=sys.stderr, leave=True, dynamic_ncols=True)  # fmt: skip
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    with ExitStack() as stack:
+        systems: list[System] = [assistant_system(assistant)]
+        if not args.no_baselines:
+            systems += stack.enter_context(
+                open_baselines(
+                    settings.corpus_dir, assistant.embedder, k=args.eval_k,
+                    max_question_chars=settings.max_question_chars,
+                    max_file_bytes=settings.max_file_bytes,
+                )
+            )  # fmt: skip
+        try:
+            run = run_systems(
+                cases, systems, k=args.eval_k, case_set=str(args.case_set), progress=progress
+            )
+        finally:
+            for bar in bars.values():
+                bar.close()
+    if args.report is not None:
+        try:
+            html_path, json_path = write_report(run, args.report)
+        except OSError as err:
+            raise InputError(f"cannot write the report into {args.report}: {err}") from err
+        print(f"assistant: wrote {html_path} and {json_path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(run.to_json(cases=False), ensure_ascii=False))
+    else:
+        print(render_text(run))
+    return 0
+
+
+def _export_feedback(settings: Settings) -> int:
+    from assistant.evaluation import feedback_drafts
+
+    db = settings.data_dir / "feedback.sqlite3"
+    if not db.is_file():
+        print(f"assistant: no feedback yet ({db} does not exist); nothing to export",
+              file=sys.stderr)  # fmt: skip
+        return 0
+    drafts = feedback_drafts(db)
+    for draft in drafts:
+        print(json.dumps(draft, ensure_ascii=False))
+    print(f"assistant: exported {len(drafts)} thumbs-down answer(s) from {db} as draft cases; "
+          "complete 'must', 'evidence' and 'answerable' before adding them to a set",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "index": _index,
     "search": _search,
     "ask": _ask,
     "calibrate": _calibrate,
+    "eval": _eval,
 }
 
 if __name__ == "__main__":

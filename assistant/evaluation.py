@@ -2,21 +2,46 @@
 
 No LLM judge: the gold passage is the one containing the case's ``evidence`` snippet, and a
 correct answer contains every ``must`` group (any alternative of a group counts).
+
+:func:`run_systems` evaluates several :class:`System` values (the assistant and the baselines of
+:mod:`assistant.baselines`) on the same cases; :mod:`assistant.report` renders the result.
+:func:`feedback_drafts` turns the thumbs-down answers the chat page stores into draft cases.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import sqlite3
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from assistant.errors import InputError
 from assistant.evalset import EvalCase, normalise
 from assistant.schema import Answer, Passage
 
-__all__ = ["CaseResult", "EvalSummary", "evaluate", "has_facts", "summarise"]
+__all__ = [
+    "CaseResult",
+    "EvalRun",
+    "EvalSummary",
+    "Progress",
+    "System",
+    "SystemRun",
+    "evaluate",
+    "feedback_drafts",
+    "has_facts",
+    "hit_rate",
+    "run_systems",
+    "summarise",
+]
+
+log = logging.getLogger(__name__)
 
 HIT_AT = (1, 3, 5, 10)
 
@@ -62,6 +87,47 @@ class CaseResult:
             return not self.refused
         return not self.supported or self.gold_rank != 1
 
+    @property
+    def why(self) -> str:
+        """What went wrong, in a few words ("" if the case passed)."""
+        if not self.failed:
+            return ""
+        if not self.case.answerable:
+            return "answered an unanswerable question"
+        reasons = []
+        if self.refused:
+            reasons.append("declined")
+        elif not self.facts_ok:
+            reasons.append("key facts missing")
+        elif not self.supporting_citations:
+            reasons.append("no citation supports it")
+        if self.gold_rank is None:
+            reasons.append("evidence not retrieved" if self.case.evidence else "no evidence given")
+        elif self.gold_rank != 1:
+            reasons.append(f"evidence at rank {self.gold_rank}")
+        return "; ".join(reasons)
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.case
+        return {
+            "id": c.id,
+            "question": c.question,
+            "history": [{"role": t.role, "content": t.content} for t in c.history],
+            "answerable": c.answerable,
+            "tags": list(c.tags),
+            "gold_rank": self.gold_rank,
+            "refused": self.refused,
+            "facts_ok": self.facts_ok,
+            "citations": self.citations,
+            "supporting_citations": self.supporting_citations,
+            "supported": self.supported,
+            "failed": self.failed,
+            "why": self.why,
+            "answer": self.answer,
+            "retrieved": list(self.retrieved),
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
 
 def _gold_rank(passages: Sequence[Passage], case: EvalCase) -> int | None:
     if not case.evidence:
@@ -79,13 +145,21 @@ def evaluate(
     search: Callable[[EvalCase, int], list[Passage]],
     *,
     k: int = 10,
+    progress: Callable[[int], None] | None = None,
 ) -> list[CaseResult]:
+    """Run every case: ``search`` ranks ``k`` passages (retrieval metrics), ``ask`` answers.
+
+    ``progress`` is called with the number of cases done after each one.
+    """
     results: list[CaseResult] = []
     for case in cases:
         t0 = time.perf_counter()
-        passages = search(case, k)
-        t_search = (time.perf_counter() - t0) * 1000
-        answer = ask(case)
+        try:
+            passages = search(case, k)
+            t_search = (time.perf_counter() - t0) * 1000
+            answer = ask(case)
+        except InputError as err:  # e.g. a question over the length limit: name the case
+            raise InputError(f"case {case.id}: {err}") from err
         timings = dict(answer.timings_ms) or {"total": (time.perf_counter() - t0) * 1000}
         timings.setdefault("search", t_search)
         facts = has_facts(answer.answer, case.must) if case.answerable else False
@@ -106,6 +180,8 @@ def evaluate(
                 timings_ms=timings,
             )
         )
+        if progress is not None:
+            progress(len(results))
     return results
 
 
@@ -157,3 +233,192 @@ def summarise(results: Sequence[CaseResult]) -> EvalSummary:
 
 def _mean(values: Sequence[Any]) -> float:
     return sum(float(v) for v in values) / len(values) if values else 0.0
+
+
+def hit_rate(results: Sequence[CaseResult], n: int) -> float:
+    """Share of answerable cases whose evidence is among the first ``n`` passages."""
+    return _mean(
+        [r.gold_rank is not None and r.gold_rank <= n for r in results if r.case.answerable]
+    )
+
+
+# -- several systems on one set -----------------------------------------------------------------
+
+#: progress of a run: (system name, cases done, cases in the set)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class System:
+    """Something that answers a case and ranks passages for it: the assistant or a baseline."""
+
+    name: str
+    description: str  # one line for the report: what it is, and how its answers are made
+    ask: Callable[[EvalCase], Answer]
+    search: Callable[[EvalCase, int], list[Passage]]
+    declines: bool = True  # False: it never declines, so its refusal metrics mean nothing
+
+
+@dataclass
+class SystemRun:
+    name: str
+    description: str
+    declines: bool
+    results: list[CaseResult]
+    summary: EvalSummary
+    seconds: float
+
+    @property
+    def refusals(self) -> int:
+        return sum(r.refused for r in self.results)
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        return [r for r in self.results if r.failed]
+
+    def hit_curve(self, max_k: int) -> list[float]:
+        """hit@1 … hit@max_k."""
+        return [hit_rate(self.results, n) for n in range(1, max_k + 1)]
+
+    def to_json(self, *, k: int, cases: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "description": self.description,
+            "declines": self.declines,
+            "metrics": {m: round(v, 4) for m, v in self.summary.metrics.items()},
+            "counts": {**self.summary.counts, "refused": self.refusals},
+            "hit_curve": [round(v, 4) for v in self.hit_curve(k)],
+            "seconds": round(self.seconds, 2),
+        }
+        if cases:
+            out["results"] = [r.to_json() for r in self.results]
+        return out
+
+
+@dataclass
+class EvalRun:
+    """Every system's results on one case set."""
+
+    case_set: str
+    date: str  # ISO 8601, UTC
+    k: int  # passages ranked for the retrieval metrics
+    runs: list[SystemRun]
+    seconds: float
+
+    @property
+    def cases(self) -> int:
+        return len(self.runs[0].results) if self.runs else 0
+
+    def system(self, name: str) -> SystemRun:
+        for run in self.runs:
+            if run.name == name:
+                return run
+        raise KeyError(name)
+
+    def to_json(self, *, cases: bool = True) -> dict[str, Any]:
+        """The summary of every system; with ``cases``, each case's result too."""
+        return {
+            "set": self.case_set,
+            "date": self.date,
+            "k": self.k,
+            "cases": self.cases,
+            "seconds": round(self.seconds, 2),
+            "systems": {r.name: r.to_json(k=self.k, cases=cases) for r in self.runs},
+        }
+
+
+def run_systems(
+    cases: Sequence[EvalCase],
+    systems: Sequence[System],
+    *,
+    k: int = 10,
+    case_set: str = "",
+    progress: Progress | None = None,
+) -> EvalRun:
+    """Evaluate each system on the same cases, one system after the other."""
+    if k < 1:
+        raise InputError(f"k must be at least 1, not {k}")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
+    t_all = time.perf_counter()
+    runs: list[SystemRun] = []
+    for system in systems:
+        t0 = time.perf_counter()
+
+        def done(n: int, name: str = system.name) -> None:
+            if progress is not None:
+                progress(name, n, len(cases))
+
+        done(0)
+        results = evaluate(cases, system.ask, system.search, k=k, progress=done)
+        runs.append(
+            SystemRun(
+                name=system.name,
+                description=system.description,
+                declines=system.declines,
+                results=results,
+                summary=summarise(results),
+                seconds=time.perf_counter() - t0,
+            )
+        )
+        log.info("evaluated %s on %d cases", system.name, len(cases))
+    return EvalRun(case_set, date, k, runs, time.perf_counter() - t_all)
+
+
+# -- feedback from the chat page ------------------------------------------------------------------
+
+
+def feedback_drafts(db: Path) -> list[dict[str, Any]]:
+    """Draft cases (``eval/cases.jsonl`` format) from the thumbs-down rows of a feedback database.
+
+    The database is the chat page's ``feedback.sqlite3`` (table ``feedback``: id, created,
+    question, history as a JSON list of ``{role, content}``, answer, rating 1 or -1, comment). A
+    reviewer completes each draft: ``answerable`` is only a guess, ``must`` and ``evidence`` are
+    empty, and ``comment`` and ``answer_given`` are for the reviewer (the loader ignores them).
+    """
+    try:
+        conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        raise InputError(f"cannot open feedback database {db}: {err}") from err
+    try:
+        rows = conn.execute(
+            "SELECT id, question, history, answer, comment FROM feedback "
+            "WHERE rating = -1 ORDER BY id"
+        ).fetchall()
+    except sqlite3.Error as err:
+        raise InputError(f"cannot read feedback from {db}: {err}") from err
+    finally:
+        conn.close()
+    drafts: list[dict[str, Any]] = []
+    for row_id, question, history, answer, comment in rows:
+        draft: dict[str, Any] = {
+            "id": f"fb-{row_id:03d}",
+            "question": question or "",
+            "answerable": True,
+            "must": [],
+            "evidence": "",
+        }
+        turns = _turns(history, row_id)
+        if turns:
+            draft["history"] = turns
+        draft.update(tags=["from-feedback"], comment=comment or "", answer_given=answer or "")
+        drafts.append(draft)
+    return drafts
+
+
+def _turns(raw: Any, row_id: int) -> list[dict[str, str]]:
+    """The well-formed turns of a stored history (a JSON list of ``{role, content}``)."""
+    if not raw:
+        return []
+    try:
+        turns = json.loads(raw)
+    except (TypeError, json.JSONDecodeError):
+        log.warning("feedback row %s: history is not JSON; left out", row_id)
+        return []
+    if not isinstance(turns, list):
+        return []
+    return [
+        {"role": t["role"], "content": t["content"]}
+        for t in turns
+        if isinstance(t, dict)
+        and t.get("role") in ("user", "assistant")
+        and isinstance(t.get("content"), str)
+    ]

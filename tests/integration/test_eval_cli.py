@@ -1,0 +1,129 @@
+"""`assistant eval` with the bundled model over the real corpus: the command as a user runs it on
+a small set, and the whole bundled set once, in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant.baselines import assistant_system, open_baselines
+from assistant.embeddings import SentenceTransformerEmbedder
+from assistant.evalset import load_cases
+from assistant.evaluation import run_systems
+from assistant.pipeline import Assistant
+from assistant.report import write_report
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEMS = {"assistant", "langchain-tutorial", "bm25"}
+
+SMALL_SET = [
+    {
+        "id": "num-001",
+        "question": "Roughly how many CCGs hold the bulk of the NHS money for commissioning?",
+        "answerable": True,
+        "must": [["209"]],
+        "evidence": "Most of the NHS commissioning budget is now managed by 209 clinical "
+        "commissioning groups",
+        "tags": ["number", "nhs-commissioning"],
+    },
+    {
+        "id": "num-002",
+        "question": "How many regional teams has NHS England got?",
+        "answerable": True,
+        "must": [["four", "4"]],
+        "evidence": "It has four regional teams but is one single organisation",
+        "tags": ["number", "nhs-commissioning"],
+    },
+    {
+        "id": "fu-001",
+        "question": "Does that make them separate organisations, each with its own board?",
+        "answerable": True,
+        "must": [["single organisation", "one organisation"], ["one board", "single board"]],
+        "evidence": "one single organisation operating to a common model with one board",
+        "history": [
+            {"role": "user", "content": "How many regional teams does NHS England have?"},
+            {"role": "assistant", "content": "NHS England has four regional teams."},
+        ],
+        "tags": ["follow-up", "nhs-commissioning"],
+    },
+    {
+        "id": "def-001",
+        "question": "In the most basic definition, commissioning means planning services and "
+        "doing which two other things to them?",
+        "answerable": True,
+        "must": [["agreeing", "agree"], ["monitoring", "monitor"]],
+        "evidence": "commissioning is the process of planning, agreeing and monitoring services",
+        "tags": ["definition", "nhs-commissioning"],
+    },
+    {
+        "id": "oos-001",
+        "question": "What is the boiling point of water at the top of Mount Everest?",
+        "answerable": False,
+        "tags": ["off-topic"],
+    },
+]
+
+
+def test_eval_command_prints_json_and_writes_the_report(real_index: Path, tmp_path: Path) -> None:
+    case_set = tmp_path / "small.jsonl"
+    case_set.write_text("\n".join(json.dumps(c) for c in SMALL_SET) + "\n", encoding="utf-8")
+    report = tmp_path / "report"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        ASSISTANT_INDEX_DIR=str(real_index),
+        ASSISTANT_CORPUS_DIR=str(ROOT / "corpus"),
+        ASSISTANT_DATA_DIR=str(tmp_path / "data"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "eval", "--set", str(case_set), "--json",
+         "--report", str(report)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)  # stdout is one JSON object and nothing else
+    assert set(summary["systems"]) == SYSTEMS
+    assert (summary["cases"], summary["k"], summary["set"]) == (5, 10, str(case_set))
+    for name, system in summary["systems"].items():
+        assert system["counts"]["cases"] == 5, name
+        assert system["counts"]["unanswerable"] == 1, name
+        assert 0.0 <= system["metrics"]["hit@10"] <= 1.0, name
+        assert "results" not in system
+    assert summary["systems"]["assistant"]["metrics"]["hit@10"] == 1.0
+    assert summary["systems"]["bm25"]["counts"]["refused"] == 0
+    assert "evaluating assistant" in proc.stderr  # progress goes to stderr
+    page = (report / "eval.html").read_text(encoding="utf-8")
+    assert page.count('<img src="data:image/png;base64,') == 2
+    for name in SYSTEMS:
+        assert name in page
+    full = json.loads((report / "eval.json").read_text(encoding="utf-8"))
+    assert [r["id"] for r in full["systems"]["assistant"]["results"]] == [
+        c["id"] for c in SMALL_SET
+    ]
+
+
+def test_the_bundled_set_runs_in_full(
+    real_assistant: Assistant, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    cases = load_cases(ROOT / "eval" / "cases.jsonl")
+    with open_baselines(ROOT / "corpus", real_embedder, k=10) as baselines:
+        run = run_systems(cases, [assistant_system(real_assistant), *baselines], k=10)
+    html_path, json_path = write_report(run, tmp_path)
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    assert data["cases"] == 141
+    for name in SYSTEMS:
+        system = data["systems"][name]
+        assert len(system["results"]) == 141, name
+        assert system["counts"]["cases"] == 141, name
+    # the assistant ranks the evidence better than either baseline (the point of its design)
+    mrr = {name: data["systems"][name]["metrics"]["mrr"] for name in SYSTEMS}
+    assert mrr["assistant"] > max(mrr["langchain-tutorial"], mrr["bm25"]), mrr
+    assert "data:image/png;base64," in html_path.read_text(encoding="utf-8")
