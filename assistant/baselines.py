@@ -32,7 +32,7 @@ from assistant.evalset import EvalCase
 from assistant.evaluation import System
 from assistant.ingest import ingest
 from assistant.lexical import LexicalIndex
-from assistant.pipeline import Assistant, clean_question
+from assistant.pipeline import Assistant, clean_question, stage_timings
 from assistant.schema import Answer, Chunk, Citation, DocInfo, Passage, SourceDocument
 from assistant.store import ephemeral_client, release_client
 
@@ -102,11 +102,7 @@ def _top_passage_system(
             refused=False,
             citations=citations,
             passages=passages,
-            timings_ms={
-                "retrieve": (t1 - t0) * 1000,
-                "answer": (t2 - t1) * 1000,
-                "total": (t2 - t0) * 1000,
-            },
+            timings_ms=stage_timings(t0, t1, t2),
             mode="top-passage",
             search_query=query,
         )

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -348,6 +349,15 @@ class IndexSnapshot:
     def build_id(self) -> str:
         return self.meta.build_id
 
+    def describe(self) -> dict[str, Any]:
+        """What a health check shows of the serving build."""
+        return {
+            "build": self.build_id,
+            "chunks": self.meta.chunk_count,
+            "embed_model": self.meta.embed_model,
+            "created": self.meta.created,
+        }
+
     def close(self) -> None:
         release_client(self._client)
 
@@ -376,22 +386,33 @@ def open_index(index_dir: Path, embed_model: str) -> IndexSnapshot:
 
 
 class IndexHandle:
-    """The serving build, re-opened when a new build becomes current (no restart needed)."""
+    """The serving build, re-opened when a new build becomes current (no restart needed).
+
+    The snapshot it replaces stays open for requests still using it, and is closed when the
+    next build replaces its successor.
+    """
 
     def __init__(self, index_dir: Path, embed_model: str) -> None:
         self.index_dir = index_dir
         self.embed_model = embed_model
         self._snapshot: IndexSnapshot | None = None
+        self._retired: IndexSnapshot | None = None
+        self._lock = threading.Lock()
 
     def get(self) -> IndexSnapshot:
         current = _read_current(self.index_dir)
         snap = self._snapshot
-        if snap is None or current != snap.build_id:
-            snap = open_index(self.index_dir, self.embed_model)
-            self._snapshot = snap  # the old snapshot stays usable for requests still holding it
-        return snap
+        if snap is not None and current == snap.build_id:
+            return snap
+        with self._lock:
+            snap = self._snapshot
+            if snap is None or current != snap.build_id:
+                fresh = open_index(self.index_dir, self.embed_model)
+                if self._retired is not None:
+                    self._retired.close()
+                self._retired, self._snapshot = snap, fresh
+                snap = fresh
+            return snap
 
     def info(self) -> dict[str, Any]:
-        snap = self.get()
-        return {"build": snap.build_id, "chunks": snap.meta.chunk_count,
-                "embed_model": snap.meta.embed_model, "created": snap.meta.created}  # fmt: skip
+        return self.get().describe()

@@ -19,11 +19,11 @@ from assistant.embeddings import Embedder
 from assistant.errors import InputError
 from assistant.index import BuildReport, IndexHandle, Progress, build_index
 from assistant.lexical import tokenize
-from assistant.retrieval import HybridRetriever, SnapshotSource
+from assistant.retrieval import HybridRetriever, SnapshotSource, hybrid_search
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.settings import Settings
 
-__all__ = ["DECLINE_TEXT", "Assistant", "clean_question"]
+__all__ = ["DECLINE_TEXT", "Assistant", "clean_question", "stage_timings"]
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +119,7 @@ class Assistant:
             citations=citations,
             passages=passages,
             notices=notices,
-            timings_ms={
-                "retrieve": (t1 - t0) * 1000,
-                "answer": (t2 - t1) * 1000,
-                "total": (t2 - t0) * 1000,
-            },
+            timings_ms=stage_timings(t0, t1, t2),
             search_query=search_query,
             confidence=confidence,
         )
@@ -141,12 +137,14 @@ class Assistant:
         parts = split_question(search_query)
         vectors = self.embedder.encode([search_query, *parts])
         vector = vectors[0].tolist()
-        passages = self.retriever.search(search_query, self.top_k, query_vector=vector)
+        candidates = self.retriever.candidates
+        # one snapshot for the whole question, even if a new build becomes current meanwhile
+        passages = hybrid_search(snapshot, search_query, vector, self.top_k, candidates=candidates)
         part_queries: list[tuple[str, list[float]]] = []
         extra: list[Passage] = []
         for part, vec in zip(parts, vectors[1:], strict=True):
             part_queries.append((part, vec.tolist()))
-            extra.extend(self.retriever.search(part, 1, query_vector=vec.tolist()))
+            extra.extend(hybrid_search(snapshot, part, vec.tolist(), 1, candidates=candidates))
         retrieved = time.perf_counter()
         draft = self.answerer.draft(
             search_query,
@@ -182,6 +180,15 @@ class Assistant:
         if short or _FOLLOW_UP.search(question):
             return f"{previous[-1]} {question}"
         return question
+
+
+def stage_timings(start: float, retrieved: float, answered: float) -> dict[str, float]:
+    """Milliseconds spent retrieving, answering, and in all (from ``perf_counter`` readings)."""
+    return {
+        "retrieve": (retrieved - start) * 1000,
+        "answer": (answered - retrieved) * 1000,
+        "total": (answered - start) * 1000,
+    }
 
 
 def _age_notices(citations: Sequence[Citation]) -> list[str]:

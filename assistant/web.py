@@ -110,12 +110,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     @app.get("/api/health")
     def health() -> JSONResponse:
         try:
-            info = get().index.get()
+            info = get().index.get().describe()
         except AssistantError as err:
             return JSONResponse({"status": "unavailable", "error": str(err)}, status_code=503)
-        return JSONResponse({"status": "ok", "index": {
-            "build": info.build_id, "chunks": info.meta.chunk_count,
-            "embed_model": info.meta.embed_model, "created": info.meta.created}})  # fmt: skip
+        return JSONResponse({"status": "ok", "index": info})
 
     @app.post("/api/ask")
     def ask(body: AskIn) -> dict[str, Any]:

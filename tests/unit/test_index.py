@@ -306,6 +306,30 @@ def test_handle_picks_up_a_new_build(
     second.close()
 
 
+def test_handle_closes_a_snapshot_two_builds_old(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[str] = []
+    original = IndexSnapshot.close
+
+    def record(self: IndexSnapshot) -> None:
+        closed.append(self.build_id)
+        original(self)
+
+    monkeypatch.setattr(IndexSnapshot, "close", record)
+    handle = IndexHandle(tiny_index, fake_embedder.model_name)
+    builds = [handle.get().build_id]
+    for _ in range(3):
+        builds.append(build_index(tiny_corpus, tiny_index, fake_embedder, rebuild=True).build_id)
+        assert handle.get().build_id == builds[-1]
+        assert top_texts(handle.get(), fake_embedder, "brass telescopes coastguard", 1)
+    # the one replaced last stays open for requests still holding it; older ones are closed
+    assert closed == builds[:2]
+
+
 # -- failures leave the previous build serving -------------------------------------------------
 
 
