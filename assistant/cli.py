@@ -12,6 +12,7 @@ files were skipped; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -130,35 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
     from assistant.embeddings import SentenceTransformerEmbedder
     from assistant.index import build_index
 
     embedder = SentenceTransformerEmbedder(
         settings.embed_model, batch_size=settings.embed_batch_size
     )
-    bars: dict[str, tqdm[Any]] = {}
-    labels = {"read": "reading files", "embed": "embedding chunks"}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            unit = "file" if stage == "read" else "chunk"
-            bar = bars[stage] = tqdm(total=total, desc=labels.get(stage, stage), unit=unit,
-                                     file=sys.stderr, leave=True, dynamic_ncols=True)  # fmt: skip
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
+    labels = {"read": ("reading files", "file"), "embed": ("embedding chunks", "chunk")}
+    with _progress_bars(labels) as progress:
         report = build_index(
             settings.corpus_dir, settings.index_dir, embedder, rebuild=args.rebuild,
             max_file_bytes=settings.max_file_bytes, progress=progress,
         )  # fmt: skip
-    finally:
-        for bar in bars.values():
-            bar.close()
     for s in report.skipped:
         print(f"assistant: skipped {s.path}: {s.reason}", file=sys.stderr)
     print(
@@ -169,6 +153,34 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return EXIT_SKIPPED if report.skipped else 0
+
+
+@contextlib.contextmanager
+def _progress_bars(
+    labels: dict[str, tuple[str, str]],
+) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback ``(stage, done, total)`` drawing one tqdm bar per stage on stderr;
+    ``labels`` maps a stage to its description and unit (default: "evaluating <stage>", case).
+    """
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm[Any]] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            desc, unit = labels.get(stage, (f"evaluating {stage}", "case"))
+            bar = bars[stage] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
+                                     leave=True, dynamic_ncols=True)  # fmt: skip
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        for bar in bars.values():
+            bar.close()
 
 
 def _questions(arg: str, stdin: TextIO) -> Iterator[str]:
@@ -277,8 +289,6 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         return _export_feedback(settings)
     from contextlib import ExitStack
 
-    from tqdm import tqdm
-
     from assistant.baselines import assistant_system, open_baselines
     from assistant.evalset import load_cases
     from assistant.evaluation import System, run_systems
@@ -294,19 +304,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as err:
             raise InputError(f"cannot write the report into {args.report}: {err}") from err
     assistant = Assistant.from_settings(settings)
-    bars: dict[str, tqdm[Any]] = {}
-
-    def progress(name: str, done: int, total: int) -> None:
-        bar = bars.get(name)
-        if bar is None:
-            bar = bars[name] = tqdm(total=total, desc=f"evaluating {name}", unit="case",
-                                    file=sys.stderr, leave=True, dynamic_ncols=True)  # fmt: skip
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
     with ExitStack() as stack:
+        progress = stack.enter_context(_progress_bars({}))
         systems: list[System] = [assistant_system(assistant)]
         if not args.no_baselines:
             systems += stack.enter_context(
@@ -316,13 +315,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
                     max_file_bytes=settings.max_file_bytes,
                 )
             )  # fmt: skip
-        try:
-            run = run_systems(
-                cases, systems, k=args.eval_k, case_set=str(args.case_set), progress=progress
-            )
-        finally:
-            for bar in bars.values():
-                bar.close()
+        run = run_systems(
+            cases, systems, k=args.eval_k, case_set=str(args.case_set), progress=progress
+        )
     if args.report is not None:
         try:
             html_path, json_path = write_report(run, args.report)
