@@ -66,12 +66,14 @@ class Assistant:
         calibration: Calibration,
         top_k: int = 5,
         max_question_chars: int = 1000,
+        log_questions: bool = False,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.calibration = calibration
         self.top_k = top_k
         self.max_question_chars = max_question_chars
+        self.log_questions = log_questions
         self.retriever = HybridRetriever(index=index, embedder=embedder, k=top_k)
         self.answerer = ExtractiveAnswerer(embedder)
 
@@ -90,6 +92,7 @@ class Assistant:
             calibration=Calibration.load(settings.calibration_file),
             top_k=settings.top_k,
             max_question_chars=settings.max_question_chars,
+            log_questions=settings.log_questions,
         )
 
     # -- the two questions a user can ask --------------------------------------------------
@@ -106,6 +109,12 @@ class Assistant:
         confidence = self.calibration.probability(draft.features)
         refused = not draft.citations or confidence < self.calibration.threshold
         t2 = time.perf_counter()
+        log.info(
+            "%s %s in %.0f ms",
+            "declined" if refused else "answered",
+            repr(query) if self.log_questions else f"a question of {len(query)} characters",
+            (t2 - t0) * 1000,
+        )
         if refused:
             text, citations, notices = DECLINE_TEXT, [], []
         else:

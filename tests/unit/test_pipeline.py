@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -279,3 +280,15 @@ def test_from_settings(tiny_index: Path, tmp_path: Path, fake_embedder: FakeEmbe
 )
 def test_split_question(question: str, parts: list[str]) -> None:
     assert split_question(question) == parts
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_question_text_is_logged_only_when_enabled(
+    tiny_assistant: Assistant, caplog: pytest.LogCaptureFixture, enabled: bool
+) -> None:
+    tiny_assistant.log_questions = enabled
+    with caplog.at_level(logging.INFO, logger="assistant.pipeline"):
+        tiny_assistant.ask("Who hosts the apple archive?")
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert ("apple archive" in logged) is enabled
+    assert "characters" in logged or enabled
