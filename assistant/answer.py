@@ -129,7 +129,8 @@ class ExtractiveAnswerer:
         q = np.asarray(query_vector, dtype=np.float32)
         vectors = self._unit_vectors(units, stored)
         cos = vectors @ q
-        coverage = [_coverage(q_terms, q_mass, u.text) for u in units]
+        unit_tokens = [set(tokenize(u.text)) for u in units]  # tokenized once, used throughout
+        coverage = [_covered(q_terms, q_mass, toks) for toks in unit_tokens]
         wc, wl, wp = self.weights
         top_score = used[0].score or 1.0
         prior = [p.score / top_score for p in used]  # how the passage ranked, relative to the best
@@ -142,16 +143,15 @@ class ExtractiveAnswerer:
         features["best_unit_cos"] = float(cos[best])
         features["top_coverage"] = _coverage(q_terms, q_mass, used[0].chunk.embed_text)
 
-        terms = [set(tokenize(u.text)) & q_terms.keys() for u in units]
-        gain = _CoverageGain(q_terms, q_mass, terms)
+        gain = _CoverageGain(q_terms, q_mass, [toks & q_terms.keys() for toks in unit_tokens])
         picked = self._select(question, units, scores, best, gain)
         for part, part_vector in parts:  # each part of a many-part question gets its answer
             p_terms = {t: lexical.idf(t) for t in set(tokenize(part))}
             p_mass = sum(p_terms.values()) or 1.0
             p_cos = vectors @ np.asarray(part_vector, dtype=np.float32)
             p_scores = [
-                wc * float(c) + wl * _coverage(p_terms, p_mass, u.text) + wp * prior[u.passage]
-                for u, c in zip(units, p_cos, strict=True)
+                wc * float(c) + wl * _covered(p_terms, p_mass, toks) + wp * prior[u.passage]
+                for u, c, toks in zip(units, p_cos, unit_tokens, strict=True)
             ]
             top = int(np.argmax(p_scores))
             if top not in picked:
@@ -162,7 +162,6 @@ class ExtractiveAnswerer:
         features["answer_type"] = float(_answer_type_ok(question, said))
         context = " ".join(p.chunk.text for p in used)
         features["numbers_found"] = float(all(n in context for n in _NUMBER.findall(question)))
-        features["asks_present"] = float(bool(_ASKS_PRESENT.search(question)))
         return self._compose(chosen, units, used, features)
 
     def _select(
@@ -171,24 +170,21 @@ class ExtractiveAnswerer:
         units: list[Unit],
         scores: list[float],
         best: int,
-        gain: _CoverageGain | None = None,
+        gain: _CoverageGain,
     ) -> list[int]:
         """The best unit, the units nearly as good or covering a part of the question the others
         leave out, what continues them, and whole lists where a list is asked for or introduced.
         """
         ranked = sorted(range(len(units)), key=lambda i: -scores[i])
         chosen = [best]
-        if gain is not None:
-            gain.take(best)
+        gain.take(best)
         floor = scores[best] * self.keep_ratio
         for i in ranked[1:]:
             if len(chosen) >= self.max_units or scores[i] < floor * self.gain_floor:
                 break
-            new_part = gain is not None and gain.of(i) >= self.min_gain
-            if scores[i] >= floor or new_part:
+            if scores[i] >= floor or gain.of(i) >= self.min_gain:
                 chosen.append(i)
-                if gain is not None:
-                    gain.take(i)
+                gain.take(i)
         wants_list = bool(_LIST_CUES.search(question))
         out: list[int] = []
         for i in chosen:
@@ -334,9 +330,13 @@ class _CoverageGain:
 
 
 def _coverage(q_terms: dict[str, float], q_mass: float, text: str) -> float:
+    return _covered(q_terms, q_mass, set(tokenize(text)))
+
+
+def _covered(q_terms: dict[str, float], q_mass: float, have: set[str]) -> float:
+    """Share of the question's IDF mass among the tokens ``have``."""
     if not q_terms:
         return 0.0
-    have = set(tokenize(text))
     return sum(w for t, w in q_terms.items() if t in have) / q_mass
 
 
