@@ -2,9 +2,9 @@
 
 Both baselines run on the same cases with the same embedding model as the assistant, and search a
 follow-up question the way the assistant does (with the previous user question prepended when the
-question leans on it, :meth:`Assistant._standalone`). Neither can decline: its "answer" is its
-top passage, verbatim, cited once, so its key-fact and citation metrics say how far plain
-retrieval gets, and its refusal metrics mean nothing.
+question leans on it, :func:`~assistant.pipeline.standalone_question`). Neither can decline:
+its "answer" is its top passage, verbatim, cited once, so its key-fact and citation metrics say
+how far plain retrieval gets, and its refusal metrics mean nothing.
 
 * ``langchain-tutorial``: the LangChain RAG tutorial's pipeline. The corpus files as plain text
   (no structure), ``RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)``, an
@@ -32,7 +32,7 @@ from assistant.evalset import EvalCase
 from assistant.evaluation import System
 from assistant.ingest import ingest
 from assistant.lexical import LexicalIndex
-from assistant.pipeline import Assistant, clean_question, stage_timings
+from assistant.pipeline import Assistant, clean_question, stage_timings, standalone_question
 from assistant.schema import Answer, Chunk, Citation, DocInfo, Passage, SourceDocument
 from assistant.store import ephemeral_client, release_client
 
@@ -58,8 +58,7 @@ Ranker = Callable[[str, int], list[Passage]]
 
 def search_query(case: EvalCase, max_question_chars: int) -> str:
     """What every system searches for a case: a follow-up with the question it follows."""
-    question = clean_question(case.question, max_question_chars)
-    return Assistant._standalone(question, case.history)
+    return standalone_question(clean_question(case.question, max_question_chars), case.history)
 
 
 def assistant_system(assistant: Assistant) -> System:
@@ -69,7 +68,7 @@ def assistant_system(assistant: Assistant) -> System:
         return assistant.ask(case.question, case.history)
 
     def search(case: EvalCase, k: int) -> list[Passage]:
-        return assistant.retriever.search(search_query(case, assistant.max_question_chars), k)
+        return assistant.retriever.search(assistant.search_query(case.question, case.history), k)
 
     return System(
         name="assistant",

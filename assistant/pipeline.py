@@ -23,7 +23,13 @@ from assistant.retrieval import HybridRetriever, SnapshotSource, hybrid_search
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.settings import Settings
 
-__all__ = ["DECLINE_TEXT", "Assistant", "clean_question", "stage_timings"]
+__all__ = [
+    "DECLINE_TEXT",
+    "Assistant",
+    "clean_question",
+    "stage_timings",
+    "standalone_question",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +110,7 @@ class Assistant:
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         t0 = time.perf_counter()
         query = clean_question(question, self.max_question_chars)
-        search_query = self._standalone(query, history)
+        search_query = standalone_question(query, history)
         passages, draft, t1 = self._draft(search_query)
         confidence = self.calibration.probability(draft.features)
         refused = not draft.citations or confidence < self.calibration.threshold
@@ -135,8 +141,11 @@ class Assistant:
 
     def features(self, question: str, history: Sequence[Turn] = ()) -> dict[str, float]:
         """The evidence features the refusal decision uses (for calibration)."""
-        query = self._standalone(clean_question(question, self.max_question_chars), history)
-        return self._draft(query)[1].features
+        return self._draft(self.search_query(question, history))[1].features
+
+    def search_query(self, question: str, history: Sequence[Turn] = ()) -> str:
+        """The question as it is searched: cleaned, and with the question it follows up."""
+        return standalone_question(clean_question(question, self.max_question_chars), history)
 
     def _draft(self, search_query: str) -> tuple[list[Passage], AnswerDraft, float]:
         """Retrieve for the question (and for each part of a question that asks several
@@ -179,16 +188,16 @@ class Assistant:
             rebuild=rebuild, max_file_bytes=max_file_bytes, progress=progress,
         )  # fmt: skip
 
-    @staticmethod
-    def _standalone(question: str, history: Sequence[Turn]) -> str:
-        """A follow-up question searched together with the user's previous question."""
-        previous = [t.content for t in history if t.role == "user" and t.content.strip()]
-        if not previous:
-            return question
-        short = len(tokenize(question)) <= 3
-        if short or _FOLLOW_UP.search(question):
-            return f"{previous[-1]} {question}"
+
+def standalone_question(question: str, history: Sequence[Turn]) -> str:
+    """What to search for ``question``: a follow-up together with the user's previous question."""
+    previous = [t.content for t in history if t.role == "user" and t.content.strip()]
+    if not previous:
         return question
+    short = len(tokenize(question)) <= 3
+    if short or _FOLLOW_UP.search(question):
+        return f"{previous[-1]} {question}"
+    return question
 
 
 def stage_timings(start: float, retrieved: float, answered: float) -> dict[str, float]:
