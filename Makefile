@@ -55,6 +55,10 @@ eval: install ## run the evaluation and write reports/eval.html and reports/eval
 	@test -f $${ASSISTANT_INDEX_DIR:-index}/CURRENT || $(BIN)/assistant index || [ $$? -eq 6 ]
 	$(BIN)/assistant eval --report reports
 
+gate: install ## fail (exit 7) when the assistant's metrics fall below eval/thresholds.toml
+	@test -f $${ASSISTANT_INDEX_DIR:-index}/CURRENT || $(BIN)/assistant index || [ $$? -eq 6 ]
+	$(BIN)/assistant eval --no-baselines --gate eval/thresholds.toml
+
 calibrate: install ## refit the answer-or-decline decision on eval/cases.jsonl
 	$(BIN)/assistant calibrate --set eval/cases.jsonl
 

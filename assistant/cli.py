@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--report", type=Path, metavar="DIR",
                     help="write DIR/eval.html and DIR/eval.json")  # fmt: skip
     ev.add_argument("--no-baselines", action="store_true", help="evaluate the assistant only")
+    ev.add_argument("--gate", type=Path, metavar="FILE",
+                    help="exit 7 when the assistant's metrics fall outside the [min]/[max] "
+                    "bounds in FILE (e.g. eval/thresholds.toml)")  # fmt: skip
     return p
 
 
@@ -292,12 +295,14 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from assistant.baselines import assistant_system, open_baselines
     from assistant.evalset import load_cases
     from assistant.evaluation import System, run_systems
+    from assistant.gate import GATE_EXIT_CODE, load_thresholds
     from assistant.pipeline import Assistant
     from assistant.report import render_text, write_report
 
     if args.eval_k < 1:
         raise InputError(f"-k must be at least 1, not {args.eval_k}")
     cases = load_cases(args.case_set)
+    gate = load_thresholds(args.gate) if args.gate is not None else None
     if args.report is not None:  # fail before the run, not after it
         try:
             args.report.mkdir(parents=True, exist_ok=True)
@@ -328,6 +333,15 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(run.to_json(cases=False), ensure_ascii=False))
     else:
         print(render_text(run))
+    if gate is not None:
+        shortfalls = gate.check(run.runs[0].summary.metrics)
+        for shortfall in shortfalls:
+            print(f"assistant: gate: {shortfall}", file=sys.stderr)
+        if shortfalls:
+            print(f"assistant: gate failed ({len(shortfalls)} metric(s) outside {args.gate})",
+                  file=sys.stderr)  # fmt: skip
+            return GATE_EXIT_CODE
+        print(f"assistant: gate passed ({args.gate})", file=sys.stderr)
     return 0
 
 

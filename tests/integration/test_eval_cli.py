@@ -71,10 +71,9 @@ SMALL_SET = [
 ]
 
 
-def test_eval_command_prints_json_and_writes_the_report(real_index: Path, tmp_path: Path) -> None:
+def _run_eval(real_index: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     case_set = tmp_path / "small.jsonl"
     case_set.write_text("\n".join(json.dumps(c) for c in SMALL_SET) + "\n", encoding="utf-8")
-    report = tmp_path / "report"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
     env.update(
         HF_HUB_OFFLINE="1",
@@ -83,11 +82,16 @@ def test_eval_command_prints_json_and_writes_the_report(real_index: Path, tmp_pa
         ASSISTANT_CORPUS_DIR=str(ROOT / "corpus"),
         ASSISTANT_DATA_DIR=str(tmp_path / "data"),
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant.cli", "eval", "--set", str(case_set), "--json",
-         "--report", str(report)],
+    return subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "eval", "--set", str(case_set), *args],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False,
     )  # fmt: skip
+
+
+def test_eval_command_prints_json_and_writes_the_report(real_index: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    proc = _run_eval(real_index, tmp_path, "--json", "--report", str(report))
+    case_set = tmp_path / "small.jsonl"
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)  # stdout is one JSON object and nothing else
     assert set(summary["systems"]) == SYSTEMS
@@ -108,6 +112,23 @@ def test_eval_command_prints_json_and_writes_the_report(real_index: Path, tmp_pa
     assert [r["id"] for r in full["systems"]["assistant"]["results"]] == [
         c["id"] for c in SMALL_SET
     ]
+
+
+def test_the_gate_passes_and_fails_on_the_real_metrics(real_index: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate.toml"
+    # every small-set question is answerable from the top 10, and the off-topic one is declined
+    gate.write_text('[min]\n"hit@10" = 1.0\nrefusal_recall = 1.0\n', encoding="utf-8")
+    passed = _run_eval(real_index, tmp_path, "--no-baselines", "--gate", str(gate))
+    assert passed.returncode == 0, passed.stderr
+    assert "gate passed" in passed.stderr
+    # no real run answers in under a microsecond
+    gate.write_text('[min]\n"hit@10" = 1.0\n[max]\ntotal_p50_ms = 0.001\n', encoding="utf-8")
+    failed = _run_eval(real_index, tmp_path, "--no-baselines", "--gate", str(gate))
+    assert failed.returncode == 7, failed.stderr
+    assert "gate: total_p50_ms = " in failed.stderr
+    assert "above its ceiling 0.001" in failed.stderr
+    assert "hit@10" not in failed.stderr.split("gate:", 1)[1]  # only the failing metric is named
+    assert "Traceback" not in failed.stderr
 
 
 def test_the_bundled_set_runs_in_full(
