@@ -40,7 +40,7 @@ run: install ## build the index if missing, then serve http://127.0.0.1:7860
 	$(BIN)/python app.py
 
 test: install-dev chromium ## run the whole test suite
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --junitxml=test-reports/junit.xml
 
 lint: install-dev ## ruff and mypy
 	$(BIN)/ruff check assistant tests app.py

@@ -7,6 +7,7 @@ it they need) as arguments.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ DEFAULT_MAX_QUESTION_CHARS = 1000
 DEFAULT_MAX_FILE_BYTES = 20_000_000
 
 _PREFIX = "ASSISTANT_"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     log_questions: bool = False
+    #: origins (scheme://host[:port]) whose pages may embed the widget; empty: same origin only
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -54,6 +58,12 @@ class Settings:
             raise ConfigError(f"ASSISTANT_PORT must be a TCP port (1-65535), not {self.port}")
         if not self.embed_model.strip():
             raise ConfigError("ASSISTANT_EMBED_MODEL is empty")
+        for origin in self.cors_origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    f"ASSISTANT_CORS_ORIGINS: {origin!r} is not an origin like "
+                    "https://intranet.example.org or http://127.0.0.1:8080 (no path, no slash)"
+                )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -87,6 +97,8 @@ def _parse(name: str, type_name: str, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{var} must be a whole number, not {raw!r}") from None
+    if type_name.startswith("tuple"):  # a comma-separated list
+        return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
     if type_name == "bool":
         low = raw.strip().lower()
         if low in {"1", "true", "yes", "on"}:

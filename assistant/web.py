@@ -1,36 +1,37 @@
-"""HTTP shell: a FastAPI app with a JSON API and the Gradio chat page, over one Assistant.
+"""HTTP shell: a FastAPI app with the JSON API, the widget script and the Gradio chat page.
 
-Routes: ``/`` (chat page), ``POST /api/ask``, ``POST /api/search``, ``GET /api/health``,
-OpenAPI docs at ``/docs``. The assistant's errors become a status and a JSON ``{"error": ...}``.
+Routes: ``/`` (chat page, :mod:`assistant.ui`), ``POST /api/ask``, ``POST /api/search``,
+``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``, OpenAPI docs at ``/docs``.
+The assistant's errors become a status and a JSON ``{"error": ...}``. Pages on other origins may
+call ``/api/*`` only when ``Settings.cors_origins`` lists them; other cross-origin calls get 403.
 """
 
 from __future__ import annotations
 
-import html
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 import gradio as gr
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from assistant.errors import AssistantError, IndexError_, InputError
+from assistant.feedback import MAX_COMMENT_CHARS, FeedbackStore
 from assistant.pipeline import Assistant
-from assistant.schema import Answer, Turn, passage_json
+from assistant.schema import Turn, passage_json
 from assistant.settings import Settings
+from assistant.ui import UI_CSS, build_ui
 
-__all__ = ["create_app"]
+__all__ = ["WIDGET_JS", "create_app"]
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = [
-    "How many CCGs manage most of the NHS commissioning budget?",
-    "What are the four stages of the commissioning cycle?",
-    "Is procurement the same as commissioning?",
-    "What is Specialised Commissioning?",
-]
+WIDGET_JS = Path(__file__).with_name("static") / "widget.js"
 
 
 class TurnIn(BaseModel):
@@ -48,6 +49,14 @@ class SearchIn(BaseModel):
     k: int | None = Field(default=None, ge=1, le=50)
 
 
+class FeedbackIn(BaseModel):
+    question: str
+    answer: str
+    rating: int = Field(description="1 helpful, -1 unhelpful")
+    comment: str = Field(default="", max_length=MAX_COMMENT_CHARS)
+    history: list[TurnIn] = Field(default_factory=list)
+
+
 def _status(err: AssistantError) -> int:
     if isinstance(err, InputError):
         return 400
@@ -56,38 +65,8 @@ def _status(err: AssistantError) -> int:
     return 500
 
 
-def format_sources(answer: Answer) -> str:
-    """The sources block under an answer, as Markdown with every document text escaped."""
-    lines: list[str] = []
-    if answer.refused:
-        lines.append("**Closest passages** (they do not answer the question):")
-        for p in answer.passages[:3]:
-            ch = p.chunk
-            where = html.escape(ch.doc.title + (f" — {ch.section}" if ch.section else ""))
-            era = html.escape(ch.doc.era or "date unknown")
-            lines.append(f"- *{where}* ({era}): {html.escape(ch.text[:300])}")
-        return "\n".join(lines)
-    for c in answer.citations:
-        where = html.escape(c.title + (f" — {c.section}" if c.section else ""))
-        age = html.escape(c.era or "date unknown")
-        lines.append(f"**[{c.n}] {where}** ({age})\n\n> {html.escape(c.quote)}")
-    return "\n\n".join(lines)
-
-
-def _chat_fn(get: Callable[[], Assistant]) -> Callable[[str, list[Any]], str]:
-    def chat(message: str, history: list[Any]) -> str:
-        turns = [
-            Turn(str(m["role"]), str(m["content"]))
-            for m in history
-            if isinstance(m, dict) and isinstance(m.get("content"), str)
-        ]
-        try:
-            answer = get().ask(message, turns)
-        except AssistantError as err:
-            raise gr.Error(str(err)) from None
-        return f"{html.escape(answer.answer)}\n\n---\n{format_sources(answer)}"
-
-    return chat
+def _own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
 def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAPI:
@@ -101,11 +80,49 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
             state["a"] = Assistant.from_settings(settings)
         return state["a"]
 
+    feedback = FeedbackStore(settings.data_dir)
+    allowed = frozenset(settings.cors_origins)
     app = FastAPI(title="Commissioning guidance assistant", version="0.1.0")
 
     @app.exception_handler(AssistantError)
     async def on_error(_: Request, err: AssistantError) -> JSONResponse:
         return JSONResponse({"error": str(err)}, status_code=_status(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+            for e in err.errors()
+        )
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
+    @app.middleware("http")
+    async def same_origin_or_allowed(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        origin = request.headers.get("origin")
+        if (
+            origin
+            and request.url.path.startswith("/api/")
+            and request.method != "OPTIONS"
+            and origin != _own_origin(request)
+            and origin not in allowed
+        ):
+            return JSONResponse(
+                {"error": f"pages on {origin} may not use this assistant "
+                          "(the server's ASSISTANT_CORS_ORIGINS does not list it)"},
+                status_code=403,
+            )  # fmt: skip
+        return await call_next(request)
+
+    # outermost: answers preflight requests and adds the CORS headers for allowed origins
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=sorted(allowed),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Authorization"],
+        max_age=600,
+    )
 
     @app.get("/api/health")
     def health() -> JSONResponse:
@@ -125,13 +142,25 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         passages = get().search(body.question, body.k)
         return {"question": body.question, "results": [passage_json(p) for p in passages]}
 
-    chat = gr.ChatInterface(
-        _chat_fn(get),
-        api_name="chat",
-        title="Commissioning guidance assistant",
-        description="Answers from the health and care commissioning guidance, with the passages "
-        "it used. The guidance predates the 2013 and 2022 reorganisations.",
-        examples=EXAMPLES,
-        cache_examples=False,
+    @app.post("/api/feedback")
+    def rate(body: FeedbackIn) -> dict[str, Any]:
+        turns = [Turn(t.role, t.content) for t in body.history]
+        row = feedback.add(body.question, body.answer, body.rating, turns, body.comment)
+        return {"id": row}
+
+    @app.get("/widget.js", include_in_schema=False)
+    def widget() -> FileResponse:
+        return FileResponse(
+            WIDGET_JS,
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+        )
+
+    ui = build_ui(get, feedback)
+    # system fonts: the default theme would fetch web fonts from a CDN an intranet cannot reach
+    theme = gr.themes.Default(
+        font=["system-ui", "Segoe UI", "Arial", "sans-serif"],
+        font_mono=["ui-monospace", "Consolas", "monospace"],
     )
-    return cast(FastAPI, gr.mount_gradio_app(app, chat, path="/"))
+    mounted = gr.mount_gradio_app(app, ui, path="/", css=UI_CSS, theme=theme, footer_links=["api"])
+    return cast(FastAPI, mounted)

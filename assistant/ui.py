@@ -1,0 +1,330 @@
+"""The staff chat page (Gradio): streamed cited answers, a Sources block, feedback, new chat.
+
+Everything from a document, a question or an answer reaches the page through :func:`md_text`,
+which escapes HTML and the Markdown that could make links, images or code, so markup in the
+guidance is shown as text and never runs. The only markup on the page is ours: ``<mark>`` around
+cited sentences and the wrapper of a declined answer.
+
+The chat function is public to ``gradio_client`` as ``api_name="chat"``; it returns the answer
+message and the sources message (Markdown, as the page shows them).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import gradio as gr
+
+from assistant.errors import AssistantError
+from assistant.feedback import FeedbackStore
+from assistant.pipeline import Assistant
+from assistant.schema import Answer, Citation, Passage, Turn
+
+__all__ = ["EXAMPLES", "UI_CSS", "build_ui", "history_turns", "md_text", "render_answer"]
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = [
+    "How many CCGs manage most of the NHS commissioning budget?",
+    "What are the four stages of the commissioning cycle?",
+    "Is procurement the same as commissioning?",
+    "What is Specialised Commissioning?",
+]
+
+TITLE = "Commissioning guidance assistant"
+INTRO = (
+    "Answers from the health and care commissioning guidance, with the passages it used. "
+    "The guidance dates from before the 2013 and 2022 NHS reorganisations: each source shows "
+    "how old it is. Ask a follow-up question at any point; **New chat** starts again."
+)
+SOURCES_TITLE = "Sources"
+CLOSEST_TITLE = "Closest passages (they do not answer the question)"
+DECLINED_HEADING = "Not covered by the guidance"
+
+#: Readable contrast (WCAG AA on white), a visible focus ring, and the declined-answer look.
+UI_CSS = """
+.declined { border-left: 4px solid #9a3412; background: #fff7ed; color: #1c1917;
+            padding: 0.5em 0.75em; border-radius: 4px; }
+.declined strong { color: #9a3412; }
+mark { background: #fde68a; color: #111827; padding: 0 0.1em; }
+.age { color: #374151; font-size: 0.92em; }
+:focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px; }
+"""
+
+# Markdown that could turn text into links, images, code, emphasis, headings or tables. A lone
+# "[1]" stays as it is (screen readers read the message's source, backslashes and all); only a
+# "]" that could close a link, image or reference definition is escaped. Maths is switched off.
+_MD_SPECIAL = re.compile(r"([\\`*_#|~]|\](?=[(\[:]))")
+_STREAM_STEPS = 12
+
+
+def md_text(text: str) -> str:
+    """``text`` for a Markdown message, shown exactly as written: no HTML, links or formatting."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def plain_text(markdown: str) -> str:
+    """The text a reader sees in one of our messages (inverse of :func:`md_text`, tags removed)."""
+    text = re.sub(r"<[^>]+>", "", markdown)
+    text = re.sub(r"\\([\\`*_#|~\]])", r"\1", text)
+    return html.unescape(text)
+
+
+def highlight(passage: str, quotes: Sequence[str]) -> str:
+    """The passage as Markdown text with each cited sentence wrapped in ``<mark>``."""
+    spans: list[tuple[int, int]] = []
+    for quote in quotes:
+        start = passage.find(quote) if quote else -1
+        if start >= 0:
+            spans.append((start, start + len(quote)))
+    out: list[str] = []
+    pos = 0
+    for start, end in sorted(spans):
+        if start < pos:  # overlapping quotes: the earlier mark already covers it
+            continue
+        out.append(md_text(passage[pos:start]))
+        out.append(f"<mark>{md_text(passage[start:end])}</mark>")
+        pos = end
+    out.append(md_text(passage[pos:]))
+    return "".join(out)
+
+
+def age_line(era: str, status: str, note: str = "") -> str:
+    """How old a source is, for the reader: e.g. "Source from before 2013 — historical guidance"."""
+    when = f"Source from {era}" if era else "Source date unknown"
+    if status == "historical":
+        when += " — historical guidance"
+    elif status and status != "current":
+        when += f" — {status}"
+    if note:
+        when += f". {note}"
+    return f'<span class="age">{md_text(when)}</span>'
+
+
+def _where(title: str, section: str) -> str:
+    return md_text(title + (f" — {section}" if section else ""))
+
+
+def _citation_block(c: Citation) -> str:
+    quotes = c.quotes or [c.quote]
+    return (
+        f"**[{c.n}] {_where(c.title, c.section)}**  \n"
+        f"{age_line(c.era, c.status, c.note)}\n\n"
+        f"{highlight(c.passage, quotes)}"
+    )
+
+
+def _closest_block(p: Passage) -> str:
+    ch = p.chunk
+    return (
+        f"**{_where(ch.doc.title, ch.section)}**  \n"
+        f"{age_line(ch.doc.era, ch.doc.status)}\n\n{md_text(ch.text)}"
+    )
+
+
+def sources_markdown(answer: Answer) -> str:
+    """The collapsible block under an answer: each citation, or the closest passages."""
+    parts: list[str] = []
+    if answer.search_query and answer.search_query != answer.question:
+        parts.append(f"*Searched for:* {md_text(answer.search_query)}")
+    if answer.refused:
+        parts += [_closest_block(p) for p in answer.passages[:3]]
+    else:
+        parts += [_citation_block(c) for c in answer.citations]
+    return "\n\n---\n\n".join(parts)
+
+
+def answer_body(answer: Answer) -> str:
+    """The answer without the notices the pipeline appends to it (the page shows them apart)."""
+    body = answer.answer
+    for notice in reversed(answer.notices):
+        body = body.removesuffix(notice).rstrip()
+    return body
+
+
+def answer_markdown(answer: Answer, text: str | None = None) -> str:
+    """The answer message (``text``: the part streamed so far); a declined one looks different."""
+    body = md_text(answer_body(answer) if text is None else text)
+    if answer.refused:
+        return f'<div class="declined"><strong>{DECLINED_HEADING}.</strong> {body}</div>'
+    if text is None and answer.notices:
+        body += "\n\n" + "\n\n".join(f"*{md_text(n)}*" for n in answer.notices)
+    return body
+
+
+def render_answer(answer: Answer) -> list[gr.ChatMessage]:
+    """The answer and its Sources (or closest passages) as chat messages."""
+    messages = [gr.ChatMessage(content=answer_markdown(answer), role="assistant")]
+    sources = sources_markdown(answer)
+    if sources:
+        title = CLOSEST_TITLE if answer.refused else f"{SOURCES_TITLE} ({len(answer.citations)})"
+        messages.append(
+            gr.ChatMessage(
+                content=sources, role="assistant", metadata={"title": title, "status": "done"}
+            )
+        )
+    return messages
+
+
+def stream_answer(answer: Answer) -> Iterator[list[gr.ChatMessage]]:
+    """The answer revealed a few words at a time, then whole with its sources."""
+    words = answer_body(answer).split(" ")
+    step = max(1, len(words) // _STREAM_STEPS)
+    for end in range(step, len(words), step):
+        partial = " ".join(words[:end])
+        yield [gr.ChatMessage(content=answer_markdown(answer, partial), role="assistant")]
+    yield render_answer(answer)
+
+
+def _is_sources(message: Any) -> bool:
+    meta = message.get("metadata") if isinstance(message, dict) else None
+    return bool(meta and meta.get("title"))
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # Gradio may hand back [{"type": "text", "text": ...}]
+        return " ".join(
+            str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
+        )
+    return ""
+
+
+def history_turns(history: Sequence[Any]) -> list[Turn]:
+    """The conversation as the pipeline wants it: user and answer texts, sources left out."""
+    turns: list[Turn] = []
+    for m in history:
+        if not isinstance(m, dict) or _is_sources(m) or m.get("role") not in ("user", "assistant"):
+            continue
+        text = _content(m)
+        if m["role"] == "assistant":
+            text = plain_text(text).removeprefix(f"{DECLINED_HEADING}. ")
+        if text.strip():
+            turns.append(Turn(str(m["role"]), text))
+    return turns
+
+
+def rated_exchange(history: Sequence[Any], index: int) -> tuple[str, str, list[Turn]] | None:
+    """For the message at ``index``: (question, answer text, the turns before the question)."""
+    if not 0 <= index < len(history):
+        return None
+    i = index
+    while i > 0 and _is_sources(history[i]):  # a rating on the Sources block rates its answer
+        i -= 1
+    q = i - 1
+    while q >= 0 and (not isinstance(history[q], dict) or history[q].get("role") != "user"):
+        q -= 1
+    if q < 0 or history[i].get("role") != "assistant":
+        return None
+    answer = plain_text(_content(history[i]))
+    return _content(history[q]), answer, history_turns(history[:q])
+
+
+def build_ui(get: Callable[[], Assistant], feedback: FeedbackStore) -> gr.Blocks:
+    """The chat page over ``get()``'s assistant, storing ratings in ``feedback``."""
+
+    def chat(message: str, history: list[Any]) -> Iterator[list[gr.ChatMessage]]:
+        try:
+            answer = get().ask(message, history_turns(history))
+        except AssistantError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        yield from stream_answer(answer)
+
+    page = gr.Blocks(title=TITLE, analytics_enabled=False)
+    with page:
+        gr.Markdown(f"# {TITLE}\n\n{INTRO}")
+        new_chat = gr.Button("New chat", variant="secondary", size="sm")
+        chatbot = gr.Chatbot(
+            label="Conversation",
+            height=560,
+            latex_delimiters=[],
+            feedback_options=("Like", "Dislike"),
+            placeholder="Ask about who commissions what, commissioning levels, the commissioning "
+            "cycle, or procurement versus commissioning.",
+        )
+        textbox = gr.Textbox(
+            label="Your question",
+            placeholder="Ask a question about commissioning guidance, then press Enter",
+            submit_btn="Ask",
+            autofocus=True,
+        )
+        interface = gr.ChatInterface(
+            chat,
+            chatbot=chatbot,
+            textbox=textbox,
+            api_name="chat",
+            api_description="Answer a question (with the earlier turns) from the guidance.",
+            examples=EXAMPLES,
+            cache_examples=False,
+            fill_height=False,
+        )
+        with gr.Row(visible=False) as comment_row:
+            comment = gr.Textbox(
+                label="Comment on this answer (optional)", max_length=2000, scale=4
+            )
+            send_comment = gr.Button("Send comment", scale=1)
+        status = gr.Markdown(elem_id="feedback-status")
+        rated_id = gr.State(None)
+
+        def on_like(
+            history: list[Any], data: gr.LikeData
+        ) -> tuple[dict[str, Any], str, int | None, str]:
+            exchange = rated_exchange(history, _index(data.index))
+            if exchange is None or data.liked not in (True, False):
+                return gr.update(visible=False), "", None, ""
+            question, answer, turns = exchange
+            try:
+                row = feedback.add(question, answer, 1 if data.liked else -1, turns)
+            except AssistantError as err:
+                raise gr.Error(str(err), print_exception=False) from None
+            thanks = "Thanks: your rating is saved. Add a comment if you like."
+            return gr.update(visible=True), thanks, row, ""
+
+        def on_comment(row: int | None, text: str) -> tuple[dict[str, Any], str, str]:
+            if row is None or not text.strip():
+                return gr.update(), "Rate an answer first, then add a comment.", text
+            try:
+                feedback.comment(row, text)
+            except AssistantError as err:
+                raise gr.Error(str(err), print_exception=False) from None
+            return gr.update(visible=False), "Thanks: your comment is saved.", ""
+
+        def on_new_chat() -> tuple[Any, ...]:
+            return [], [], [], gr.update(visible=False), "", None, ""
+
+        chatbot.like(
+            on_like, [chatbot], [comment_row, status, rated_id, comment], api_visibility="private"
+        )
+        send_comment.click(
+            on_comment, [rated_id, comment], [comment_row, status, comment],
+            api_visibility="private",
+        )  # fmt: skip
+        comment.submit(
+            on_comment, [rated_id, comment], [comment_row, status, comment],
+            api_visibility="private",
+        )  # fmt: skip
+        new_chat.click(
+            on_new_chat,
+            None,
+            [chatbot, interface.chatbot_state, interface.chatbot_value, comment_row, status,
+             rated_id, textbox],
+            api_visibility="private",
+            queue=False,
+        )  # fmt: skip
+    return page
+
+
+def _index(index: Any) -> int:
+    """LikeData.index is an int, or [message, part] for messages with several parts."""
+    if isinstance(index, list | tuple):
+        index = index[0] if index else -1
+    try:
+        return int(index)
+    except (TypeError, ValueError):
+        return -1

@@ -1,0 +1,75 @@
+"""The feedback store: rows, comments, bad input, and no network identity kept."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from assistant.errors import InputError
+from assistant.evaluation import feedback_drafts
+from assistant.feedback import FEEDBACK_FILE, MAX_COMMENT_CHARS, FeedbackStore
+from assistant.schema import Turn
+
+
+def test_a_rating_and_its_comment_are_stored(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path / "data")
+    history = [Turn("user", "What is it?"), Turn("assistant", "A unit. [1]")]
+    row = store.add("Who hosts it?", "A PCT. [1]", -1, history)
+    store.comment(row, "  Wrong host.  ")
+    (stored,) = store.rows()
+    assert stored["id"] == row
+    assert (stored["question"], stored["answer"], stored["rating"]) == (
+        "Who hosts it?",
+        "A PCT. [1]",
+        -1,
+    )
+    assert stored["comment"] == "Wrong host."
+    assert json.loads(str(stored["history"])) == [
+        {"role": "user", "content": "What is it?"},
+        {"role": "assistant", "content": "A unit. [1]"},
+    ]
+    assert str(stored["created"]).endswith("+00:00")
+    assert set(stored) == {"id", "created", "question", "history", "answer", "rating", "comment"}
+
+
+def test_thumbs_down_rows_become_draft_cases(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path)
+    store.add("Good?", "Yes. [1]", 1)
+    store.add("Bad?", "No. [1]", -1, comment="missing the date")
+    (draft,) = feedback_drafts(tmp_path / FEEDBACK_FILE)
+    assert draft["question"] == "Bad?"
+    assert draft["comment"] == "missing the date"
+
+
+@pytest.mark.parametrize("rating", [0, 2, -2])
+def test_a_rating_is_one_or_minus_one(tmp_path: Path, rating: int) -> None:
+    with pytest.raises(InputError, match="rating"):
+        FeedbackStore(tmp_path).add("q", "a", rating)
+
+
+def test_an_overlong_comment_is_refused(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path)
+    row = store.add("q", "a", 1)
+    with pytest.raises(InputError, match=str(MAX_COMMENT_CHARS)):
+        store.comment(row, "x" * (MAX_COMMENT_CHARS + 1))
+
+
+def test_a_comment_on_an_unknown_row_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no feedback with id 99"):
+        FeedbackStore(tmp_path).comment(99, "hello")
+
+
+def test_an_unwritable_data_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(InputError, match="cannot store feedback"):
+        FeedbackStore(blocker).add("q", "a", 1)
+
+
+def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
+    FeedbackStore(tmp_path).add("q", "a", 1)
+    with sqlite3.connect(tmp_path / FEEDBACK_FILE) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

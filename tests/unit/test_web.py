@@ -1,0 +1,109 @@
+"""The HTTP app in-process (FastAPI's TestClient, fake embedder): API errors, origins, feedback,
+the widget script."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from assistant.errors import ConfigError
+from assistant.feedback import FeedbackStore
+from assistant.pipeline import Assistant
+from assistant.settings import Settings
+from assistant.web import WIDGET_JS, create_app
+
+ALLOWED = "http://intranet.example.org:8080"
+OWN = "http://testserver"
+
+
+@pytest.fixture
+def client(tiny_assistant: Assistant, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path / "data", cors_origins=(ALLOWED,))
+    with TestClient(create_app(settings, tiny_assistant)) as c:
+        yield c
+
+
+def test_ask_answers(client: TestClient) -> None:
+    r = client.post("/api/ask", json={"question": "What do the guides say about commissioning?"})
+    assert r.status_code == 200
+    assert r.json()["citations"]
+
+
+@pytest.mark.parametrize("origin", [None, OWN, ALLOWED])
+def test_same_origin_and_allowed_origins_may_ask(client: TestClient, origin: str | None) -> None:
+    headers = {"Origin": origin} if origin else {}
+    r = client.post("/api/ask", json={"question": "commissioning guides"}, headers=headers)
+    assert r.status_code == 200
+    if origin == ALLOWED:
+        assert r.headers["access-control-allow-origin"] == ALLOWED
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://intranet.example.org", "null"])
+def test_other_origins_are_refused(client: TestClient, origin: str) -> None:
+    r = client.post(
+        "/api/ask", json={"question": "commissioning guides"}, headers={"Origin": origin}
+    )
+    assert r.status_code == 403
+    assert "may not use this assistant" in r.json()["error"]
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_preflight_is_answered_for_allowed_origins_only(client: TestClient) -> None:
+    ask = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    ok = client.options("/api/ask", headers={"Origin": ALLOWED, **ask})
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == ALLOWED
+    bad = client.options("/api/ask", headers={"Origin": "http://evil.example", **ask})
+    assert bad.status_code == 400
+    assert "access-control-allow-origin" not in bad.headers
+
+
+def test_validation_errors_are_json_with_an_error_message(client: TestClient) -> None:
+    r = client.post("/api/ask", json={"question": 42, "history": "nope"})
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error.startswith("invalid request: ")
+    assert "question" in error
+    assert "history" in error
+
+
+def test_feedback_is_stored_through_the_api(client: TestClient, tmp_path: Path) -> None:
+    r = client.post(
+        "/api/feedback",
+        json={"question": "q?", "answer": "a. [1]", "rating": -1, "comment": "too vague",
+              "history": [{"role": "user", "content": "earlier"}]},
+    )  # fmt: skip
+    assert r.status_code == 200
+    (row,) = FeedbackStore(tmp_path / "data").rows()
+    assert row["id"] == r.json()["id"]
+    assert (row["rating"], row["comment"]) == (-1, "too vague")
+
+
+def test_a_bad_rating_is_a_400(client: TestClient) -> None:
+    r = client.post("/api/feedback", json={"question": "q", "answer": "a", "rating": 5})
+    assert r.status_code == 400
+    assert "rating" in r.json()["error"]
+
+
+def test_the_widget_script_is_served_as_javascript(client: TestClient) -> None:
+    r = client.get("/widget.js")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/javascript")
+    assert r.content == WIDGET_JS.read_bytes()
+
+
+@pytest.mark.parametrize("bad", ["intranet.example.org", "http://x.org/path", "ftp://x.org"])
+def test_a_malformed_allowed_origin_is_a_configuration_error(bad: str) -> None:
+    with pytest.raises(ConfigError, match="ASSISTANT_CORS_ORIGINS"):
+        Settings.from_env({"ASSISTANT_CORS_ORIGINS": f"http://ok.example, {bad}"})
+
+
+def test_allowed_origins_are_a_comma_separated_list() -> None:
+    env = {"ASSISTANT_CORS_ORIGINS": "http://a.example:8080/, https://b.example"}
+    assert Settings.from_env(env).cors_origins == ("http://a.example:8080", "https://b.example")
