@@ -10,7 +10,12 @@
     │   ├── IndexNotBuiltError     no index yet: tells how to build one
     │   ├── IndexModelMismatchError  built with another embedding model than the one configured
     │   └── IndexBuildError        building failed; the previous index keeps serving
-    └── ModelUnavailableError      the embedding model cannot be loaded (missing, wrong hash)
+    ├── ModelUnavailableError      the embedding model cannot be loaded (missing, wrong hash)
+    └── AccessError                a request the server refuses to take
+        ├── NotAuthorisedError     no or a wrong bearer token (HTTP 401)
+        ├── OriginRefusedError     a page on an origin not allowed (HTTP 403)
+        ├── RateLimitedError       too many requests from one client (HTTP 429, retry_after)
+        └── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
 
 A file of the corpus that cannot be read is not an error: ingestion reports it as a
 :class:`~assistant.schema.SkippedFile` and goes on. "Nothing relevant found" is not an
@@ -20,7 +25,9 @@ error either: it is an :class:`~assistant.schema.Answer` with ``refused=True``.
 from __future__ import annotations
 
 __all__ = [
+    "AccessError",
     "AssistantError",
+    "BusyError",
     "ConfigError",
     "CorpusError",
     "IndexBuildError",
@@ -29,6 +36,9 @@ __all__ = [
     "IndexNotBuiltError",
     "InputError",
     "ModelUnavailableError",
+    "NotAuthorisedError",
+    "OriginRefusedError",
+    "RateLimitedError",
 ]
 
 
@@ -69,3 +79,33 @@ class IndexBuildError(IndexError_):
 
 class ModelUnavailableError(AssistantError):
     exit_code = 5
+
+
+class AccessError(AssistantError):
+    #: HTTP status of the refusal; seconds after which trying again makes sense, if known
+    status: int = 403
+    retry_after: int | None = None
+
+
+class NotAuthorisedError(AccessError):
+    status = 401
+
+
+class OriginRefusedError(AccessError):
+    status = 403
+
+
+class RateLimitedError(AccessError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BusyError(AccessError):
+    status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,15 @@ class Settings:
     log_questions: bool = False
     #: origins (scheme://host[:port]) whose pages may embed the widget; empty: same origin only
     cors_origins: tuple[str, ...] = ()
+    #: if set, /api/ask, /api/search and /api/feedback need "Authorization: Bearer <token>"
+    api_token: str = field(default="", repr=False)
+    #: if set ("user:password,user2:password2"), the chat page asks for a login
+    ui_auth: str = field(default="", repr=False)
+    #: requests per minute per client address on /api/*; 0: no limit
+    rate_limit_per_minute: int = 0
+    #: questions answered at once; the rest wait in a queue for up to queue_timeout seconds
+    max_concurrent: int = 4
+    queue_timeout: int = 30
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -58,6 +67,13 @@ class Settings:
             raise ConfigError(f"ASSISTANT_PORT must be a TCP port (1-65535), not {self.port}")
         if not self.embed_model.strip():
             raise ConfigError("ASSISTANT_EMBED_MODEL is empty")
+        if self.rate_limit_per_minute < 0:
+            raise ConfigError("ASSISTANT_RATE_LIMIT_PER_MINUTE must be 0 (no limit) or more")
+        if self.max_concurrent < 1:
+            raise ConfigError("ASSISTANT_MAX_CONCURRENT must be at least 1")
+        if self.queue_timeout < 1:
+            raise ConfigError("ASSISTANT_QUEUE_TIMEOUT must be at least 1 (seconds)")
+        self.ui_logins()  # fails now, not at the first login
         for origin in self.cors_origins:
             if not _ORIGIN.fullmatch(origin):
                 raise ConfigError(
@@ -83,6 +99,18 @@ class Settings:
             return cls(**values)
         except TypeError as err:  # an unknown override name: a programming error, said plainly
             raise ConfigError(str(err)) from err
+
+    def ui_logins(self) -> list[tuple[str, str]]:
+        """The chat page's (user, password) pairs from ``ui_auth``; empty: no login."""
+        pairs: list[tuple[str, str]] = []
+        for item in self.ui_auth.split(","):
+            if not item.strip():
+                continue
+            user, sep, password = item.strip().partition(":")
+            if not sep or not user or not password:
+                raise ConfigError("ASSISTANT_UI_AUTH must be user:password[,user:password...]")
+            pairs.append((user, password))
+        return pairs
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

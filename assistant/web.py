@@ -4,6 +4,8 @@ Routes: ``/`` (chat page, :mod:`assistant.ui`), ``POST /api/ask``, ``POST /api/s
 ``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``, OpenAPI docs at ``/docs``.
 The assistant's errors become a status and a JSON ``{"error": ...}``. Pages on other origins may
 call ``/api/*`` only when ``Settings.cors_origins`` lists them; other cross-origin calls get 403.
+:mod:`assistant.access` decides the rest: bearer token (401), rate limit (429 with Retry-After),
+and the answer queue (503 with Retry-After when it stays full).
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from assistant.errors import AssistantError, IndexError_, InputError
+from assistant.access import AnswerQueue, RateLimiter, check_origin, check_token
+from assistant.errors import (
+    AccessError,
+    AssistantError,
+    IndexError_,
+    InputError,
+    NotAuthorisedError,
+)
 from assistant.feedback import MAX_COMMENT_CHARS, FeedbackStore
 from assistant.pipeline import Assistant
 from assistant.schema import Turn, passage_json
@@ -65,6 +74,15 @@ def _status(err: AssistantError) -> int:
     return 500
 
 
+def _refusal(err: AccessError) -> JSONResponse:
+    headers = {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(err.retry_after)
+    if isinstance(err, NotAuthorisedError):
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": str(err)}, status_code=err.status, headers=headers)
+
+
 def _own_origin(request: Request) -> str:
     return f"{request.url.scheme}://{request.headers.get('host', '')}"
 
@@ -82,10 +100,14 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
 
     feedback = FeedbackStore(settings.data_dir)
     allowed = frozenset(settings.cors_origins)
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+    queue = AnswerQueue(settings.max_concurrent, settings.queue_timeout)
     app = FastAPI(title="Commissioning guidance assistant", version="0.1.0")
 
     @app.exception_handler(AssistantError)
     async def on_error(_: Request, err: AssistantError) -> JSONResponse:
+        if isinstance(err, AccessError):
+            return _refusal(err)
         return JSONResponse({"error": str(err)}, status_code=_status(err))
 
     @app.exception_handler(RequestValidationError)
@@ -97,22 +119,18 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
 
     @app.middleware("http")
-    async def same_origin_or_allowed(
+    async def access(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        origin = request.headers.get("origin")
-        if (
-            origin
-            and request.url.path.startswith("/api/")
-            and request.method != "OPTIONS"
-            and origin != _own_origin(request)
-            and origin not in allowed
-        ):
-            return JSONResponse(
-                {"error": f"pages on {origin} may not use this assistant "
-                          "(the server's ASSISTANT_CORS_ORIGINS does not list it)"},
-                status_code=403,
-            )  # fmt: skip
+        path = request.url.path
+        if path.startswith("/api/") and request.method != "OPTIONS":
+            try:
+                check_origin(request.headers.get("origin"), _own_origin(request), allowed)
+                if path != "/api/health":
+                    check_token(request.headers.get("authorization"), settings.api_token)
+                    limiter.check(request.client.host if request.client else "unknown")
+            except AccessError as err:
+                return _refusal(err)
         return await call_next(request)
 
     # outermost: answers preflight requests and adds the CORS headers for allowed origins
@@ -135,11 +153,13 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     @app.post("/api/ask")
     def ask(body: AskIn) -> dict[str, Any]:
         turns = [Turn(t.role, t.content) for t in body.history]
-        return get().ask(body.question, turns).to_json()
+        with queue.slot():
+            return get().ask(body.question, turns).to_json()
 
     @app.post("/api/search")
     def search(body: SearchIn) -> dict[str, Any]:
-        passages = get().search(body.question, body.k)
+        with queue.slot():
+            passages = get().search(body.question, body.k)
         return {"question": body.question, "results": [passage_json(p) for p in passages]}
 
     @app.post("/api/feedback")
@@ -157,10 +177,15 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         )
 
     ui = build_ui(get, feedback)
+    ui.queue(default_concurrency_limit=settings.max_concurrent, max_size=256)
     # system fonts: the default theme would fetch web fonts from a CDN an intranet cannot reach
     theme = gr.themes.Default(
         font=["system-ui", "Segoe UI", "Arial", "sans-serif"],
         font_mono=["ui-monospace", "Consolas", "monospace"],
     )
-    mounted = gr.mount_gradio_app(app, ui, path="/", css=UI_CSS, theme=theme, footer_links=["api"])
+    mounted = gr.mount_gradio_app(
+        app, ui, path="/", css=UI_CSS, theme=theme, footer_links=["api"],
+        auth=settings.ui_logins() or None,
+        auth_message="Sign in to the commissioning guidance assistant.",
+    )  # fmt: skip
     return cast(FastAPI, mounted)

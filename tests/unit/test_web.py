@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -107,3 +108,65 @@ def test_a_malformed_allowed_origin_is_a_configuration_error(bad: str) -> None:
 def test_allowed_origins_are_a_comma_separated_list() -> None:
     env = {"ASSISTANT_CORS_ORIGINS": "http://a.example:8080/, https://b.example"}
     assert Settings.from_env(env).cors_origins == ("http://a.example:8080", "https://b.example")
+
+
+TOKEN = "tok-3f9a1c"
+
+
+@pytest.fixture
+def guarded(tiny_assistant: Assistant, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        api_token=TOKEN,
+        ui_auth="staff:pa55-word",
+        rate_limit_per_minute=3,
+    )
+    with TestClient(create_app(settings, tiny_assistant)) as c:
+        yield c
+
+
+def _ask(client: TestClient, token: str | None = TOKEN) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return client.post("/api/ask", json={"question": "commissioning guides"}, headers=headers)
+
+
+def test_the_api_needs_the_token(guarded: TestClient) -> None:
+    missing = _ask(guarded, None)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "needs an access token" in missing.json()["error"]
+    wrong = _ask(guarded, "tok-wrong")
+    assert wrong.status_code == 401
+    assert "not valid" in wrong.json()["error"]
+    assert _ask(guarded).status_code == 200
+    assert guarded.get("/api/health").status_code in (200, 503)  # monitoring needs no token
+
+
+def test_too_many_requests_get_429_with_retry_after(guarded: TestClient) -> None:
+    statuses = [_ask(guarded).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = _ask(guarded)
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert "too many questions" in refused.json()["error"]
+
+
+def test_no_secret_in_the_widget_or_the_page(guarded: TestClient) -> None:
+    for path in ("/widget.js", "/", "/login", "/docs", "/openapi.json"):
+        body = guarded.get(path).text
+        assert TOKEN not in body, path
+        assert "pa55-word" not in body, path
+
+
+def test_the_chat_page_needs_a_login_when_configured(guarded: TestClient) -> None:
+    assert guarded.get("/config").status_code == 401
+    join = {"data": ["What is commissioning?", []], "fn_index": 0, "session_hash": "s1"}
+    assert guarded.post("/gradio_api/queue/join", json=join).status_code == 401
+    bad = guarded.post("/login", data={"username": "staff", "password": "nope"})
+    assert bad.status_code == 400
+    ok = guarded.post("/login", data={"username": "staff", "password": "pa55-word"})
+    assert ok.status_code == 200
+    assert guarded.get("/config").status_code == 200
+
+
+def test_the_chat_page_is_open_without_logins(client: TestClient) -> None:
+    assert client.get("/config").status_code == 200

@@ -1,0 +1,96 @@
+"""Who may ask, how often, and how many at once: bearer tokens, origins, a per-client rate
+limit and the answer queue. The HTTP shell turns each refusal (:class:`~assistant.errors.
+AccessError`) into its status code; nothing here knows about HTTP frameworks.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from assistant.errors import BusyError, NotAuthorisedError, OriginRefusedError, RateLimitedError
+
+__all__ = ["AnswerQueue", "RateLimiter", "check_origin", "check_token"]
+
+_WINDOW_S = 60.0
+
+
+def check_token(authorization: str | None, token: str) -> None:
+    """Raise unless ``authorization`` is ``Bearer <token>`` (no token configured: anyone)."""
+    if not token:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise NotAuthorisedError(
+            "this assistant needs an access token: send the header 'Authorization: Bearer <token>'"
+            if not given
+            else "the access token is not valid"
+        )
+
+
+def check_origin(origin: str | None, own: str, allowed: frozenset[str]) -> None:
+    """Raise when a page on another origin, not in ``allowed``, calls the API."""
+    if origin and origin != own and origin not in allowed:
+        raise OriginRefusedError(
+            f"pages on {origin} may not use this assistant "
+            "(the server's ASSISTANT_CORS_ORIGINS does not list it)"
+        )
+
+
+class RateLimiter:
+    """At most ``per_minute`` requests per client in any sliding minute (0: no limit)."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> None:
+        if self.per_minute <= 0:
+            return
+        now = self._clock()
+        with self._lock:
+            times = self._seen.setdefault(client, deque())
+            while times and now - times[0] >= _WINDOW_S:
+                times.popleft()
+            if len(times) >= self.per_minute:
+                wait = max(1, math.ceil(_WINDOW_S - (now - times[0])))
+                raise RateLimitedError(
+                    f"too many questions from this client (limit {self.per_minute} a minute); "
+                    f"try again in {wait} s",
+                    retry_after=wait,
+                )
+            times.append(now)
+            if len(self._seen) > 10_000:  # forget idle clients so memory stays bounded
+                idle = [k for k, v in self._seen.items() if not v or now - v[-1] >= _WINDOW_S]
+                for k in idle:
+                    del self._seen[k]
+
+
+class AnswerQueue:
+    """Answers at most ``size`` questions at once; the rest wait up to ``timeout`` seconds."""
+
+    def __init__(self, size: int, timeout: float) -> None:
+        self.size = size
+        self.timeout = timeout
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self.timeout):
+            raise BusyError(
+                "the assistant is busy; try again in a few seconds",
+                retry_after=max(1, math.ceil(self.timeout / 6)),
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
