@@ -25,6 +25,17 @@ from assistant.schema import Citation, Passage
 __all__ = ["AnswerDraft", "ExtractiveAnswerer", "Unit", "split_question"]
 
 #: a sentence that opens like this carries on from the one before it
+#: text addressed to an AI rather than to a reader ("ignore your instructions", "system:"): it is
+#: data in a document, never an answer, so it is not quoted (the Sources still show the passage)
+_INSTRUCTION_LIKE = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b.{0,40}?\b(?:instructions?|prompts?|rules)\b"
+    r"|\b(?:system|developer|jailbreak)\s+(?:prompt|mode|message)\b"
+    r"|\byou are now\b"
+    r"|\b(?:reveal|print|show|repeat|output)\b.{0,30}?\b(?:hidden|secret|system)\s+"
+    r"(?:prompt|instructions?)\b"
+    r"|^\s*(?:system|assistant|user)\s*:",
+    re.IGNORECASE,
+)
 _CONTINUES = re.compile(r"^(Their|They|These|This|Those|It|Its|Such|He|She)\b")
 _LIST_CUES = re.compile(
     r"\b(what are|which are|list|name the|stages?|steps?|levels?|elements?|functions?|roles?|"
@@ -108,6 +119,7 @@ class ExtractiveAnswerer:
             Unit(i, j, text, lid, unit_id(p.chunk.chunk_id, j))
             for i, p in enumerate(used)
             for j, (text, lid) in enumerate(split_units(p.chunk.text))
+            if not _INSTRUCTION_LIKE.search(text)
         ]
         q_terms = {t: lexical.idf(t) for t in set(tokenize(question))}
         q_mass = sum(q_terms.values()) or 1.0
