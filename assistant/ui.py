@@ -50,9 +50,13 @@ UI_CSS = """
 .declined { border-left: 4px solid #9a3412; background: #fff7ed; color: #1c1917;
             padding: 0.5em 0.75em; border-radius: 4px; }
 .declined strong { color: #9a3412; }
-mark { background: #fde68a; color: #111827; padding: 0 0.1em; }
+mark { background: #fde68a; color: #111827; padding: 0 0.1em; font-size: inherit; }
 .age { color: #374151; font-size: 0.92em; }
 :focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px; }
+/* Gradio 6.31 fades collapsible blocks (opacity 0.8, twice) and sets them in 12px: the sources
+   are what staff check, so they get full contrast and a readable size */
+.thought-group .message-content, .thought-group .md { opacity: 1 !important; }
+.thought-group .message-content, .thought-group .message-content p { font-size: 14px !important; }
 """
 
 # Markdown that could turn text into links, images, code, emphasis, headings or tables. A lone
@@ -242,7 +246,7 @@ def build_ui(get: Callable[[], Assistant], feedback: FeedbackStore) -> gr.Blocks
         new_chat = gr.Button("New chat", variant="secondary", size="sm")
         chatbot = gr.Chatbot(
             label="Conversation",
-            height=560,
+            height="68vh",
             latex_delimiters=[],
             feedback_options=("Like", "Dislike"),
             placeholder="Ask about who commissions what, commissioning levels, the commissioning "
