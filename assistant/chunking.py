@@ -143,13 +143,17 @@ def _split_long(text: str, max_chars: int) -> list[str]:
     if any(line.startswith("- ") for line in lines):
         pieces: list[str] = []
         for line in lines:
-            parts = _split_long(line, max_chars) if len(line) > max_chars else [line]
+            parts = _split_prose(line, max_chars) if len(line) > max_chars else [line]
             for part in parts:
                 if pieces and len(pieces[-1]) + 1 + len(part) <= max_chars:
                     pieces[-1] += "\n" + part
                 else:
                     pieces.append(part)
         return pieces
+    return _split_prose(text, max_chars)
+
+
+def _split_prose(text: str, max_chars: int) -> list[str]:
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=max_chars,
         chunk_overlap=0,

@@ -238,6 +238,16 @@ def test_long_list_is_split_into_whole_items() -> None:
     assert got == items
 
 
+def test_a_list_item_longer_than_max_chars_is_split_as_prose() -> None:
+    # found on Python's own documentation: one huge list item recursed without end
+    item = "- " + " ".join(f"Clause {i} of one very long item, which goes on." for i in range(60))
+    text = f"# Guide title\n\n## Duties\n\n- A short item first.\n{item}"
+    chunks = chunk_document(doc(text), max_chars=300)
+    assert len(chunks) > 2
+    assert all(len(c.text) <= 300 for c in chunks)
+    assert " ".join(c.text for c in chunks).replace("\n", " ") == f"- A short item first. {item}"
+
+
 def test_title_and_section_are_in_embed_text() -> None:
     chunks = chunk_document(doc(SAMPLE))
     budgets = chunks[1]
