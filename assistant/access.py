@@ -83,14 +83,21 @@ class AnswerQueue:
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(size)
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
+    def acquire(self) -> None:
+        """Take a slot, waiting up to ``timeout``; :class:`BusyError` if none frees up."""
         if not self._slots.acquire(timeout=self.timeout):
             raise BusyError(
                 "the assistant is busy; try again in a few seconds",
                 retry_after=max(1, math.ceil(self.timeout / 6)),
             )
+
+    def release(self) -> None:
+        self._slots.release()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        self.acquire()
         try:
             yield
         finally:
-            self._slots.release()
+            self.release()

@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("question", help="the question, or - to read one question per line")
         sp.add_argument("-k", type=int, help="passages to retrieve (ASSISTANT_TOP_K)")
         sp.add_argument("--json", action="store_true", help="print JSON (JSON lines for -)")
+    sub.choices["ask"].add_argument(
+        "--llm", metavar="MODEL",
+        help="answer with a chat model: local, or a LangChain provider string such as "
+        "openai:gpt-4o-mini (ASSISTANT_LLM)",
+    )  # fmt: skip
 
     cal = sub.add_parser(
         "calibrate", parents=[common], help="fit the answer-or-decline decision on a case set"
@@ -102,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--report", type=Path, metavar="DIR",
                     help="write DIR/eval.html and DIR/eval.json")  # fmt: skip
     ev.add_argument("--no-baselines", action="store_true", help="evaluate the assistant only")
+    ev.add_argument("--llm", metavar="MODEL",
+                    help="also evaluate the assistant answering with this chat model (local, or "
+                    "a LangChain provider string; default ASSISTANT_LLM), as assistant-llm "
+                    "beside the extractive assistant")  # fmt: skip
     ev.add_argument("--gate", type=Path, metavar="FILE",
                     help="exit 7 when the assistant's metrics fall outside the [min]/[max] "
                     "bounds in FILE (e.g. eval/thresholds.toml)")  # fmt: skip
@@ -117,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             index_dir=args.index,
             embed_model=args.embed_model,
             top_k=getattr(args, "k", None),
+            llm=getattr(args, "llm", None) if args.command == "ask" else None,
         )
         command: Callable[[argparse.Namespace, Settings], int] = _COMMANDS[args.command]
         return command(args, settings)
@@ -308,10 +318,17 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
             args.report.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise InputError(f"cannot write the report into {args.report}: {err}") from err
-    assistant = Assistant.from_settings(settings)
+    from assistant.llm import chat_model
+
+    llm_settings = settings.with_(llm=args.llm or settings.llm)
+    llm = chat_model(llm_settings)  # fails now (a bad ASSISTANT_LLM), not after the first run
+    assistant = Assistant.from_settings(settings.with_(llm=""))
     with ExitStack() as stack:
         progress = stack.enter_context(_progress_bars({}))
         systems: list[System] = [assistant_system(assistant)]
+        if llm is not None:
+            generative = assistant.with_llm(llm, llm_timeout=llm_settings.llm_timeout)
+            systems.append(assistant_system(generative, name="assistant-llm"))
         if not args.no_baselines:
             systems += stack.enter_context(
                 open_baselines(

@@ -11,6 +11,8 @@
     │   ├── IndexModelMismatchError  built with another embedding model than the one configured
     │   └── IndexBuildError        building failed; the previous index keeps serving
     ├── ModelUnavailableError      the embedding model cannot be loaded (missing, wrong hash)
+    ├── LLMError                   the chat model failed to answer (timeout, rate limit, provider
+    │                              error); the assistant answers extractively instead
     └── AccessError                a request the server refuses to take
         ├── NotAuthorisedError     no or a wrong bearer token (HTTP 401)
         ├── OriginRefusedError     a page on an origin not allowed (HTTP 403)
@@ -35,6 +37,7 @@ __all__ = [
     "IndexModelMismatchError",
     "IndexNotBuiltError",
     "InputError",
+    "LLMError",
     "ModelUnavailableError",
     "NotAuthorisedError",
     "OriginRefusedError",
@@ -78,6 +81,10 @@ class IndexBuildError(IndexError_):
 
 
 class ModelUnavailableError(AssistantError):
+    exit_code = 5
+
+
+class LLMError(AssistantError):
     exit_code = 5
 
 

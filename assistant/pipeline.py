@@ -10,18 +10,23 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assistant.answer import AnswerDraft, ExtractiveAnswerer, split_question
 from assistant.calibration import Calibration
 from assistant.embeddings import Embedder
-from assistant.errors import InputError
+from assistant.errors import InputError, LLMError
+from assistant.generate import GenerativeAnswerer, answer_messages
 from assistant.index import BuildReport, IndexHandle, Progress, build_index
 from assistant.lexical import tokenize
 from assistant.retrieval import HybridRetriever, SnapshotSource, hybrid_search
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.settings import Settings
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 __all__ = [
     "DECLINE_TEXT",
@@ -42,7 +47,8 @@ _FOLLOW_UP = re.compile(
     r"which one)\b|^\W*(and|also|what about|how about|so)\b",
     re.IGNORECASE,
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+#: control characters, and lone surrogates (not text: JSON can carry them, no tokenizer takes them)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def clean_question(question: str, max_chars: int) -> str:
@@ -73,6 +79,8 @@ class Assistant:
         top_k: int = 5,
         max_question_chars: int = 1000,
         log_questions: bool = False,
+        llm: BaseChatModel | None = None,
+        llm_timeout: float = 60.0,
     ) -> None:
         self.index = index
         self.embedder = embedder
@@ -82,10 +90,15 @@ class Assistant:
         self.log_questions = log_questions
         self.retriever = HybridRetriever(index=index, embedder=embedder, k=top_k)
         self.answerer = ExtractiveAnswerer(embedder)
+        #: writes answers with a chat model when one is configured (None: extractive answers)
+        self.generator = (
+            GenerativeAnswerer(llm, embedder, timeout=llm_timeout) if llm is not None else None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> Assistant:
         from assistant.embeddings import SentenceTransformerEmbedder
+        from assistant.llm import chat_model
 
         emb = embedder or SentenceTransformerEmbedder(
             settings.embed_model, batch_size=settings.embed_batch_size
@@ -99,7 +112,17 @@ class Assistant:
             top_k=settings.top_k,
             max_question_chars=settings.max_question_chars,
             log_questions=settings.log_questions,
+            llm=chat_model(settings),
+            llm_timeout=settings.llm_timeout,
         )
+
+    def with_llm(self, llm: BaseChatModel | None, llm_timeout: float = 60.0) -> Assistant:
+        """The same assistant (index, embedder, calibration) answering with ``llm``."""
+        return Assistant(
+            self.index, self.embedder, calibration=self.calibration, top_k=self.top_k,
+            max_question_chars=self.max_question_chars, log_questions=self.log_questions,
+            llm=llm, llm_timeout=llm_timeout,
+        )  # fmt: skip
 
     # -- the two questions a user can ask --------------------------------------------------
 
@@ -108,6 +131,10 @@ class Assistant:
         return self.retriever.search(query, k or self.top_k)
 
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        if self.generator is not None:
+            for item in self.ask_stream(question, history):
+                if isinstance(item, Answer):
+                    return item
         t0 = time.perf_counter()
         query = clean_question(question, self.max_question_chars)
         search_query = standalone_question(query, history)
@@ -138,6 +165,81 @@ class Assistant:
             search_query=search_query,
             confidence=confidence,
         )
+
+    def ask_stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
+        """Answer with the chat model: the reply's text as it is written, then (last) the final
+        verified :class:`Answer`.
+
+        The final answer can differ from the streamed text (unsupported sentences removed,
+        markers renumbered, notes added): show it in place of what was streamed. The calibrated
+        decision comes first: a question the guidance does not answer is declined without
+        calling the model. If the model fails, or nothing it says can be verified, the answer is
+        the extractive one, with a note. Without a chat model, yields the extractive answer.
+        """
+        gen = self.generator
+        if gen is None:
+            yield self.ask(question, history)
+            return
+        t0 = time.perf_counter()
+        query = clean_question(question, self.max_question_chars)
+        search_query = gen.condense(query, history, standalone_question(query, history))
+        tc = time.perf_counter()
+        passages, draft, t1 = self._draft(search_query)
+        confidence = self.calibration.probability(draft.features)
+
+        def answer(text: str, citations: list[Citation], notices: list[str], mode: str) -> Answer:
+            t2 = time.perf_counter()
+            log.info(
+                "%s %s in %.0f ms (%s)",
+                "answered" if citations else "declined",
+                repr(query) if self.log_questions else f"a question of {len(query)} characters",
+                (t2 - t0) * 1000,
+                mode,
+            )
+            timings = {"condense": (tc - t0) * 1000, **stage_timings(tc, t1, t2)}
+            timings["total"] = (t2 - t0) * 1000
+            return Answer(
+                question=query, answer=text, refused=not citations, citations=citations,
+                passages=passages, notices=notices, timings_ms=timings, mode=mode,
+                search_query=search_query, confidence=confidence,
+            )  # fmt: skip
+
+        def fallback(why: str) -> Answer:
+            notices = [*_age_notices(draft.citations), f"Note: {why}, so this answer quotes the "
+                       "guidance directly."]  # fmt: skip
+            text = "\n\n".join([draft.text, *notices])
+            return answer(text, draft.citations, notices, "extractive-fallback")
+
+        if not draft.citations or confidence < self.calibration.threshold:
+            yield answer(DECLINE_TEXT, [], [], "generative")
+            return
+        given = passages[: gen.max_passages]
+        pieces: list[str] = []
+        try:
+            for piece in gen.stream(answer_messages(search_query, given)):
+                pieces.append(piece)
+                yield piece
+        except LLMError as err:
+            log.warning("generating the answer failed: %s", err)
+            yield fallback(str(err))
+            return
+        verified = gen.verify(
+            "".join(pieces), given, search_query, stored=self.index.get().units.embeddings
+        )
+        if verified.declined:
+            yield answer(DECLINE_TEXT, [], [], "generative")
+            return
+        if not verified.citations:
+            yield fallback("no sentence of the generated answer could be verified in the passages")
+            return
+        notices = _age_notices(verified.citations)
+        if verified.removed:
+            notices.append(
+                f"Note: {len(verified.removed)} sentence(s) of the generated answer were left "
+                "out because the passages they cite do not support them."
+            )
+        yield answer("\n\n".join([verified.text, *notices]), verified.citations, notices,
+                     "generative")  # fmt: skip
 
     def features(self, question: str, history: Sequence[Turn] = ()) -> dict[str, float]:
         """The evidence features the refusal decision uses (for calibration)."""
@@ -191,7 +293,8 @@ class Assistant:
 
 def standalone_question(question: str, history: Sequence[Turn]) -> str:
     """What to search for ``question``: a follow-up together with the user's previous question."""
-    previous = [t.content for t in history if t.role == "user" and t.content.strip()]
+    users = (" ".join(_CONTROL.sub(" ", t.content).split()) for t in history if t.role == "user")
+    previous = [text for text in users if text]
     if not previous:
         return question
     short = len(tokenize(question)) <= 3

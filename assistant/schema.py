@@ -148,6 +148,9 @@ class Citation:
     source: str = ""
     note: str = ""  # what the manifest says a reader should know about this document's age
     quotes: list[str] = field(default_factory=list)  # each cited sentence, for highlighting
+    #: verification found the cited passage supports what the answer says with it (generated
+    #: answers are checked sentence by sentence; extractive ones quote the passage itself)
+    supported: bool = True
 
 
 @dataclass(frozen=True)

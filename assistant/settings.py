@@ -23,6 +23,8 @@ DEFAULT_EMBED_MODEL = "bundled:all-MiniLM-L6-v2"
 DEFAULT_TOP_K = 5
 DEFAULT_MAX_QUESTION_CHARS = 1000
 DEFAULT_MAX_FILE_BYTES = 20_000_000
+DEFAULT_LLM_TIMEOUT = 60
+DEFAULT_LLM_MAX_TOKENS = 200
 
 _PREFIX = "ASSISTANT_"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
@@ -53,6 +55,17 @@ class Settings:
     #: questions answered at once; the rest wait in a queue for up to queue_timeout seconds
     max_concurrent: int = 4
     queue_timeout: int = 30
+    #: the chat model that writes answers: "" (none: extractive answers), "local" (the bundled
+    #: SmolLM2-135M-Instruct) or a LangChain provider string ("openai:gpt-4o-mini",
+    #: "ollama:llama3.1", ...)
+    llm: str = ""
+    #: an OpenAI-compatible (or Ollama) server to send the chat model's requests to
+    llm_base_url: str = ""
+    llm_api_key: str = field(default="", repr=False)
+    #: seconds to wait for the chat model before answering extractively instead
+    llm_timeout: int = DEFAULT_LLM_TIMEOUT
+    #: most tokens the chat model writes for one answer
+    llm_max_tokens: int = DEFAULT_LLM_MAX_TOKENS
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -73,6 +86,20 @@ class Settings:
             raise ConfigError("ASSISTANT_MAX_CONCURRENT must be at least 1")
         if self.queue_timeout < 1:
             raise ConfigError("ASSISTANT_QUEUE_TIMEOUT must be at least 1 (seconds)")
+        if self.llm_timeout < 1:
+            raise ConfigError("ASSISTANT_LLM_TIMEOUT must be at least 1 (seconds)")
+        if self.llm_max_tokens < 1:
+            raise ConfigError("ASSISTANT_LLM_MAX_TOKENS must be at least 1")
+        if self.llm_base_url and not _ORIGIN.match(self.llm_base_url):
+            raise ConfigError(
+                f"ASSISTANT_LLM_BASE_URL: {self.llm_base_url!r} is not an http(s) URL "
+                "(e.g. http://127.0.0.1:8000/v1)"
+            )
+        if (self.llm_base_url or self.llm_api_key) and not self.llm:
+            raise ConfigError(
+                "ASSISTANT_LLM_BASE_URL or ASSISTANT_LLM_API_KEY is set but ASSISTANT_LLM is not: "
+                "name the model too (e.g. ASSISTANT_LLM=openai:gpt-4o-mini)"
+            )
         self.ui_logins()  # fails now, not at the first login
         for origin in self.cors_origins:
             if not _ORIGIN.fullmatch(origin):

@@ -234,11 +234,19 @@ def build_ui(get: Callable[[], Assistant], feedback: FeedbackStore) -> gr.Blocks
     """The chat page over ``get()``'s assistant, storing ratings in ``feedback``."""
 
     def chat(message: str, history: list[Any]) -> Iterator[list[gr.ChatMessage]]:
+        streamed = ""
         try:
-            answer = get().ask(message, history_turns(history))
+            for item in get().ask_stream(message, history_turns(history)):
+                if isinstance(item, Answer):
+                    if streamed:  # the verified answer replaces the text as it was written
+                        yield render_answer(item)
+                    else:
+                        yield from stream_answer(item)
+                    return
+                streamed += item
+                yield [gr.ChatMessage(content=md_text(streamed), role="assistant")]
         except AssistantError as err:
             raise gr.Error(str(err), print_exception=False) from None
-        yield from stream_answer(answer)
 
     page = gr.Blocks(title=TITLE, analytics_enabled=False)
     with page:

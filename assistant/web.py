@@ -10,8 +10,9 @@ and the answer queue (503 with Retry-After when it stays full).
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ import gradio as gr
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from assistant.access import AnswerQueue, RateLimiter, check_origin, check_token
@@ -31,8 +32,8 @@ from assistant.errors import (
     NotAuthorisedError,
 )
 from assistant.feedback import MAX_COMMENT_CHARS, FeedbackStore
-from assistant.pipeline import Assistant
-from assistant.schema import Turn, passage_json
+from assistant.pipeline import Assistant, clean_question
+from assistant.schema import Answer, Turn, passage_json
 from assistant.settings import Settings
 from assistant.ui import UI_CSS, build_ui
 
@@ -155,6 +156,32 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         turns = [Turn(t.role, t.content) for t in body.history]
         with queue.slot():
             return get().ask(body.question, turns).to_json()
+
+    @app.post("/api/ask/stream")
+    def ask_stream(body: AskIn) -> StreamingResponse:
+        """The answer as it is written: one JSON object a line, ``{"type": "delta", "text"}``
+        while a chat model writes, then ``{"type": "answer", "answer": {...}}`` (as /api/ask),
+        or ``{"type": "error", "error", "status"}``."""
+        turns = [Turn(t.role, t.content) for t in body.history]
+        assistant = get()
+        clean_question(body.question, assistant.max_question_chars)  # bad question → 400 now
+        queue.acquire()  # busy → 503 before the stream starts
+
+        def lines() -> Iterator[bytes]:
+            try:
+                for item in assistant.ask_stream(body.question, turns):
+                    if isinstance(item, Answer):
+                        event: dict[str, Any] = {"type": "answer", "answer": item.to_json()}
+                    else:
+                        event = {"type": "delta", "text": item}
+                    yield (json.dumps(event, ensure_ascii=False) + "\n").encode()
+            except AssistantError as err:
+                error = {"type": "error", "error": str(err), "status": _status(err)}
+                yield (json.dumps(error) + "\n").encode()
+            finally:
+                queue.release()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @app.post("/api/search")
     def search(body: SearchIn) -> dict[str, Any]:

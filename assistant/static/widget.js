@@ -267,6 +267,45 @@
     return msg;
   }
 
+  // Reads the server's stream of JSON lines; calls onText with the text written so far and
+  // returns the last event (the answer, or an error).
+  async function readStream(response, onText) {
+    let text = "";
+    let last = null;
+    const handle = function (line) {
+      if (!line.trim()) return;
+      let event = null;
+      try {
+        event = JSON.parse(line);
+      } catch (err) {
+        return;
+      }
+      if (event && event.type === "delta" && typeof event.text === "string") {
+        text += event.text;
+        onText(text);
+      } else if (event) {
+        last = event;
+      }
+    };
+    if (!response.body || typeof response.body.getReader !== "function") {
+      (await response.text()).split("\n").forEach(handle);
+      return last;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for (;;) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      buffered += decoder.decode(chunk.value, { stream: true });
+      const lines = buffered.split("\n");
+      buffered = lines.pop();
+      lines.forEach(handle);
+    }
+    handle(buffered + decoder.decode());
+    return last;
+  }
+
   function renderError(title, detail) {
     const msg = el("div", "caw-msg caw-error");
     msg.setAttribute("role", "alert");
@@ -498,7 +537,7 @@
     const history = this.history.slice(-MAX_TURNS);
     let reply;
     try {
-      const response = await fetch(this.origin + "/api/ask", {
+      const response = await fetch(this.origin + "/api/ask/stream", {
         method: "POST",
         mode: "cors",
         credentials: "omit",
@@ -508,18 +547,29 @@
         body: JSON.stringify({ question: question, history: history }),
         signal: controller ? controller.signal : undefined,
       });
-      let data = null;
-      try {
-        data = await response.json();
-      } catch (err) {
-        data = null;
-      }
       if (!response.ok) {
+        let data = null;
+        try {
+          data = await response.json();
+        } catch (err) {
+          data = null;
+        }
         reply = { error: statusMessage(response.status, data) };
-      } else if (!data || typeof data !== "object" || typeof data.answer !== "string") {
-        reply = { error: "The assistant sent a reply this page could not read." };
       } else {
-        reply = { data: data };
+        const self = this;
+        const event = await readStream(response, function (text) {
+          // a chat model writes the answer: show it as it comes (replaced by the final answer)
+          if (generation !== self.generation) return;
+          thinking.classList.add("caw-streaming");
+          thinking.textContent = text;
+        });
+        if (event && event.type === "answer" && event.answer && typeof event.answer.answer === "string") {
+          reply = { data: event.answer };
+        } else if (event && event.type === "error") {
+          reply = { error: statusMessage(event.status || 500, event) };
+        } else {
+          reply = { error: "The assistant sent a reply this page could not read." };
+        }
       }
     } catch (err) {
       const why =

@@ -71,11 +71,13 @@ def sent_body(request: Request) -> dict[str, Any]:
 
 
 def ask_requests(page: Page) -> list[Request]:
-    """Every POST to /api/ask the page makes from now on."""
+    """Every POST to /api/ask/stream (the widget's endpoint) the page makes from now on."""
     seen: list[Request] = []
     page.on(
         "request",
-        lambda r: seen.append(r) if r.method == "POST" and r.url.endswith("/api/ask") else None,
+        lambda r: (
+            seen.append(r) if r.method == "POST" and r.url.endswith("/api/ask/stream") else None
+        ),
     )
     return seen
 
@@ -84,7 +86,7 @@ def test_answer_with_cited_sources_and_their_age(site: Site, page: Page) -> None
     held: list[Route] = []
     # hold the question back, to see the waiting state (a CORS preflight, if routed, goes on)
     page.route(
-        f"{site.app}/api/ask",
+        f"{site.app}/api/ask/stream",
         lambda route: (
             route.continue_() if route.request.method == "OPTIONS" else held.append(route)
         ),
@@ -99,7 +101,7 @@ def test_answer_with_cited_sources_and_their_age(site: Site, page: Page) -> None
     deadline = time.monotonic() + 10
     while not held and time.monotonic() < deadline:
         page.wait_for_timeout(50)
-    assert len(held) == 1, "the widget did not call /api/ask on the app's origin"
+    assert len(held) == 1, "the widget did not call /api/ask/stream on the app's origin"
     assert sent_body(held[0].request) == {"question": CCG_QUESTION, "history": []}
     expect(panel.get_by_text("Thinking…")).to_be_visible()
     expect(panel.get_by_role("button", name="Send")).to_be_disabled()
@@ -343,7 +345,7 @@ def test_requests_go_only_to_the_host_page_and_the_app(site: Site, page: Page) -
     panel.get_by_role("button", name="New chat").click()
     page.wait_for_load_state("networkidle")
     assert f"{site.app}/widget.js" in urls
-    assert f"{site.app}/api/ask" in urls
+    assert f"{site.app}/api/ask/stream" in urls
     assert {origin(u) for u in urls} == {site.allowed_host, site.app}, urls
 
 

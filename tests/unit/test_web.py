@@ -3,8 +3,10 @@ the widget script."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -170,3 +172,42 @@ def test_the_chat_page_needs_a_login_when_configured(guarded: TestClient) -> Non
 
 def test_the_chat_page_is_open_without_logins(client: TestClient) -> None:
     assert client.get("/config").status_code == 200
+
+
+def _events(response: httpx.Response) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def test_the_stream_endpoint_ends_with_the_answer(client: TestClient) -> None:
+    r = client.post(
+        "/api/ask/stream", json={"question": "What do the guides say about commissioning?"}
+    )
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/x-ndjson")
+    events = _events(r)
+    assert events[-1]["type"] == "answer"
+    assert events[-1]["answer"]["citations"]
+    assert all(e["type"] == "delta" for e in events[:-1])
+
+
+def test_the_stream_endpoint_streams_what_a_chat_model_writes(
+    tiny_assistant: Assistant, tmp_path: Path
+) -> None:
+    from test_generate import BUDGET_FACT, BUDGET_Q, replies
+
+    generative = tiny_assistant.with_llm(replies(f"{BUDGET_FACT} [1]."))
+    with TestClient(create_app(Settings(data_dir=tmp_path), generative)) as c:
+        events = _events(c.post("/api/ask/stream", json={"question": BUDGET_Q}))
+    deltas = [e["text"] for e in events if e["type"] == "delta"]
+    assert len(deltas) > 1
+    assert "42 regional boards" in "".join(deltas)
+    final = events[-1]["answer"]
+    assert events[-1]["type"] == "answer"
+    assert final["mode"] == "generative"
+    assert "42 regional boards" in final["answer"]
+
+
+def test_a_bad_question_on_the_stream_endpoint_is_a_400(client: TestClient) -> None:
+    r = client.post("/api/ask/stream", json={"question": "   "})
+    assert r.status_code == 400
+    assert "empty" in r.json()["error"]
