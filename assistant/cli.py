@@ -145,8 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
     from assistant.embeddings import SentenceTransformerEmbedder
-    from assistant.index import build_index
+    from assistant.index import build_index, check_index_dir
+    from assistant.ingest import check_corpus_dir
+    from assistant.pipeline import chroma_server
 
+    check_corpus_dir(settings.corpus_dir)  # before the model loads: a typo fails in a moment
+    check_index_dir(settings.index_dir)
     embedder = SentenceTransformerEmbedder(
         settings.embed_model, batch_size=settings.embed_batch_size
     )
@@ -155,6 +159,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         report = build_index(
             settings.corpus_dir, settings.index_dir, embedder, rebuild=args.rebuild,
             max_file_bytes=settings.max_file_bytes, progress=progress,
+            server=chroma_server(settings),
         )  # fmt: skip
     for s in report.skipped:
         print(f"assistant: skipped {s.path}: {s.reason}", file=sys.stderr)
@@ -162,6 +167,11 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         f"assistant: indexed {report.documents} documents as {report.chunks} chunks "
         f"({report.embedded} embedded, {report.reused} reused, {report.removed} removed) "
         f"in {report.seconds:.1f}s into {settings.index_dir}"
+        + (
+            f" (vectors on the Chroma server {chroma_server(settings)})"
+            if settings.chroma_host
+            else ""
+        )
         + (f"; {len(report.skipped)} file(s) skipped" if report.skipped else ""),
         file=sys.stderr,
     )

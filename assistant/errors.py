@@ -9,7 +9,8 @@
     ├── IndexError_                the index cannot be used
     │   ├── IndexNotBuiltError     no index yet: tells how to build one
     │   ├── IndexModelMismatchError  built with another embedding model than the one configured
-    │   └── IndexBuildError        building failed; the previous index keeps serving
+    │   ├── IndexBuildError        building failed; the previous index keeps serving
+    │   └── StoreUnavailableError  the Chroma server is not reachable (HTTP 503 until it is back)
     ├── ModelUnavailableError      the embedding model cannot be loaded (missing, wrong hash)
     ├── LLMError                   the chat model failed to answer (timeout, rate limit, provider
     │                              error); the assistant answers extractively instead
@@ -42,6 +43,7 @@ __all__ = [
     "NotAuthorisedError",
     "OriginRefusedError",
     "RateLimitedError",
+    "StoreUnavailableError",
 ]
 
 
@@ -77,6 +79,10 @@ class IndexModelMismatchError(IndexError_):
 
 
 class IndexBuildError(IndexError_):
+    pass
+
+
+class StoreUnavailableError(IndexError_):
     pass
 
 

@@ -81,6 +81,8 @@ class FeedbackStore:
                     (created, question, turns, answer, rating, _comment(comment)),
                 )
             return int(cur.lastrowid or 0)
+        except UnicodeEncodeError as err:  # a lone surrogate: JSON can carry it, SQLite cannot
+            raise InputError(f"the feedback is not valid text ({err.reason})") from err
         except sqlite3.Error as err:
             raise InputError(f"cannot store feedback in {self.path}: {err}") from err
         finally:
@@ -94,6 +96,8 @@ class FeedbackStore:
                 cur = conn.execute(
                     "UPDATE feedback SET comment = ? WHERE id = ?", (_comment(comment), row_id)
                 )
+        except UnicodeEncodeError as err:
+            raise InputError(f"the comment is not valid text ({err.reason})") from err
         except sqlite3.Error as err:
             raise InputError(f"cannot store feedback in {self.path}: {err}") from err
         finally:

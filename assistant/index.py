@@ -41,7 +41,18 @@ from assistant.errors import (
 from assistant.ingest import corpus_files, ingest
 from assistant.lexical import LexicalIndex
 from assistant.schema import Chunk, SkippedFile
-from assistant.store import ChromaStore, UnitStore, persistent_client, release_client
+from assistant.store import (
+    STORE_IO_ERRORS,
+    ChromaServer,
+    ChromaStore,
+    UnitStore,
+    copy_collection,
+    delete_collections,
+    heartbeat,
+    persistent_client,
+    release_client,
+    server_client,
+)
 
 __all__ = ["BuildMeta", "BuildReport", "IndexHandle", "IndexSnapshot", "build_index", "open_index"]
 
@@ -51,6 +62,8 @@ FORMAT = 1
 COLLECTION = "guidance"
 UNITS_COLLECTION = "guidance-units"
 _KEEP_OLD_BUILDS = 1  # builds kept besides the serving one, for readers still using them
+#: failures writing a build (a full disk, a read-only folder): reported, the previous one serves
+_WRITE_ERRORS: tuple[type[Exception], ...] = (OSError, *STORE_IO_ERRORS)
 
 #: progress callback: (stage, done, total); stages are "read" and "embed"
 Progress = Callable[[str, int, int], None]
@@ -66,6 +79,7 @@ class BuildMeta:
     files: dict[str, str]  # path in the corpus → sha256 of its bytes
     skipped: list[dict[str, str]] = field(default_factory=list)
     format: int = FORMAT
+    store: str = "embedded"  # or "server": the collections live on a Chroma server
 
     @classmethod
     def read(cls, folder: Path) -> BuildMeta:
@@ -84,6 +98,25 @@ class BuildReport:
     skipped: list[SkippedFile]
     seconds: float
     changed: bool  # False when the corpus was exactly as the serving build had it
+
+
+def collection_names(build_id: str, server: ChromaServer | None) -> tuple[str, str]:
+    """The chunk and sentence collections of a build: fixed names in the build's own embedded
+    store; on a Chroma server, named after the build so builds can sit side by side."""
+    if server is None:
+        return COLLECTION, UNITS_COLLECTION
+    return f"{COLLECTION}-{build_id}", f"{UNITS_COLLECTION}-{build_id}"
+
+
+def _drop_server_collections(server: ChromaServer | None, build_ids: Sequence[str]) -> None:
+    """Delete the server collections of builds that failed, were killed, or were pruned."""
+    if server is None or not build_ids:
+        return
+    try:
+        client = server_client(server)
+        delete_collections(client, [n for b in build_ids for n in collection_names(b, server)])
+    except Exception as err:  # cleanup only: the next build tries again
+        log.warning("could not delete old collections on the Chroma server: %s", err)
 
 
 def _read_current(index_dir: Path) -> str | None:
@@ -129,6 +162,11 @@ def _build_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def check_index_dir(index_dir: Path) -> None:
+    """:class:`IndexBuildError` unless a build could be written into ``index_dir``."""
+    _prepare_index_dir(index_dir)
+
+
 def _prepare_index_dir(index_dir: Path) -> Path:
     try:
         (index_dir / "builds").mkdir(parents=True, exist_ok=True)
@@ -150,8 +188,10 @@ def build_index(
     rebuild: bool = False,
     max_file_bytes: int = 20_000_000,
     progress: Progress | None = None,
+    server: ChromaServer | None = None,
 ) -> BuildReport:
-    """Index ``corpus_dir`` into ``index_dir`` and make it the serving build.
+    """Index ``corpus_dir`` into ``index_dir`` and make it the serving build (its collections
+    on ``server`` when given, otherwise embedded in the build folder).
 
     Raises :class:`IndexBuildError` (the previous build keeps serving) or
     :class:`~assistant.errors.CorpusError` when the corpus folder cannot be read at all.
@@ -159,14 +199,16 @@ def build_index(
     started = time.perf_counter()
     builds = _prepare_index_dir(index_dir)
     with _build_lock(index_dir):
-        for stale in builds.glob("*.partial"):
+        stale_builds = sorted(builds.glob("*.partial"))
+        _drop_server_collections(server, [p.name.removesuffix(".partial") for p in stale_builds])
+        for stale in stale_builds:
             shutil.rmtree(stale, ignore_errors=True)
         try:
             previous = _read_current(index_dir)
         except IndexNotBuiltError as err:  # a damaged pointer: build afresh and replace it
             log.warning("%s", err)
             previous = None
-        prev_meta = _usable_previous(builds, previous, embedder, rebuild)
+        prev_meta = _usable_previous(builds, previous, embedder, rebuild, server)
 
         report = ingest(
             corpus_dir,
@@ -185,7 +227,9 @@ def build_index(
         build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         partial = builds / f"{build_id}.partial"
         try:
-            stats = _write_build(partial, chunks, embedder, builds, prev_meta, progress)
+            stats = _write_build(
+                partial, build_id, chunks, embedder, builds, prev_meta, progress, server
+            )
             meta = BuildMeta(
                 build_id=build_id,
                 embed_model=embedder.model_name,
@@ -194,20 +238,23 @@ def build_index(
                 chunk_count=len(chunks),
                 files=files,
                 skipped=[asdict(s) for s in report.skipped],
+                store="embedded" if server is None else "server",
             )
             _write_atomic(partial / "meta.json", json.dumps(asdict(meta), indent=2))
             final = builds / build_id
             os.replace(partial, final)
             _write_atomic(index_dir / "CURRENT", json.dumps({"build": build_id}))
-        except OSError as err:
+        except _WRITE_ERRORS as err:
             shutil.rmtree(partial, ignore_errors=True)
+            _drop_server_collections(server, [build_id])
             raise IndexBuildError(
-                f"building the index failed ({err}); the previous index keeps serving"
+                f"building the index failed ({_reason(err)}); the previous index keeps serving"
             ) from err
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
+            _drop_server_collections(server, [build_id])
             raise
-        _prune(builds, keep={build_id, *([previous] if previous else [])})
+        _prune(builds, keep={build_id, *([previous] if previous else [])}, server=server)
     embedded, reused, removed = stats
     return BuildReport(
         build_id=build_id,
@@ -223,7 +270,11 @@ def build_index(
 
 
 def _usable_previous(
-    builds: Path, previous: str | None, embedder: Embedder, rebuild: bool
+    builds: Path,
+    previous: str | None,
+    embedder: Embedder,
+    rebuild: bool,
+    server: ChromaServer | None,
 ) -> BuildMeta | None:
     if rebuild or previous is None or not (builds / previous / "meta.json").is_file():
         return None
@@ -231,6 +282,9 @@ def _usable_previous(
         meta = BuildMeta.read(builds / previous)
     except (OSError, ValueError, TypeError) as err:
         log.warning("previous build %s unreadable (%s): building from scratch", previous, err)
+        return None
+    if meta.store != ("embedded" if server is None else "server"):
+        log.info("the store changed (%s before): re-embedding everything", meta.store)
         return None
     if meta.embed_model != embedder.model_name or meta.format != FORMAT:
         log.info("embedding model changed (%s → %s): re-embedding everything",
@@ -253,20 +307,31 @@ def _file_progress(progress: Progress, corpus_dir: Path) -> Callable[[str], None
 
 def _write_build(
     folder: Path,
+    build_id: str,
     chunks: Sequence[Chunk],
     embedder: Embedder,
     builds: Path,
     prev_meta: BuildMeta | None,
     progress: Progress | None,
+    server: ChromaServer | None = None,
 ) -> tuple[int, int, int]:
-    """Fill ``folder`` with the Chroma collection and BM25 index of ``chunks``."""
+    """Fill ``folder`` (and, in server mode, the build's collections on the server) with the
+    Chroma collections and BM25 index of ``chunks``, starting from a copy of the previous build."""
     folder.mkdir(parents=True)
-    if prev_meta is not None:
-        shutil.copytree(builds / prev_meta.build_id / "chroma", folder / "chroma")
-    client = persistent_client(folder / "chroma")
+    names = collection_names(build_id, server)
+    if server is None:
+        if prev_meta is not None:
+            shutil.copytree(builds / prev_meta.build_id / "chroma", folder / "chroma")
+        client = persistent_client(folder / "chroma")
+    else:
+        client = server_client(server)
+        if prev_meta is not None:
+            before = collection_names(prev_meta.build_id, server)
+            for source, target in zip(before, names, strict=True):
+                copy_collection(client, source, target)
     try:
-        store = ChromaStore(client, COLLECTION)
-        units = UnitStore(client, UNITS_COLLECTION)
+        store = ChromaStore(client, names[0])
+        units = UnitStore(client, names[1])
         wanted = {c.chunk_id: c for c in chunks}
         existing = store.ids()
         gone = sorted(existing - wanted.keys())
@@ -324,9 +389,18 @@ def _embed_into(
             progress("embed", start + len(part), total)
 
 
-def _prune(builds: Path, keep: set[str]) -> None:
+def _reason(err: Exception) -> str:
+    """Why a write failed, in one line (copytree's error lists every file: keep the first)."""
+    problems = err.args[0] if isinstance(err, shutil.Error) and err.args else None
+    if isinstance(problems, list) and problems and isinstance(problems[0], tuple):
+        return str(problems[0][-1])
+    return str(err)
+
+
+def _prune(builds: Path, keep: set[str], server: ChromaServer | None = None) -> None:
     finished = sorted(p for p in builds.iterdir() if p.is_dir() and not p.name.endswith(".partial"))
     old = [p for p in finished if p.name not in keep]
+    _drop_server_collections(server, [p.name for p in old])
     for p in old:
         shutil.rmtree(p, ignore_errors=True)
 
@@ -337,12 +411,17 @@ def _prune(builds: Path, keep: set[str]) -> None:
 class IndexSnapshot:
     """One finished build, opened for queries."""
 
-    def __init__(self, folder: Path, meta: BuildMeta) -> None:
+    def __init__(self, folder: Path, meta: BuildMeta, server: ChromaServer | None = None) -> None:
         self.folder = folder
         self.meta = meta
-        self._client = persistent_client(folder / "chroma")
-        self.store = ChromaStore(self._client, COLLECTION)
-        self.units = UnitStore(self._client, UNITS_COLLECTION)
+        self.server = server
+        if server is None:
+            self._client = persistent_client(folder / "chroma")
+        else:
+            self._client = server_client(server)
+        chunk_names, unit_names = collection_names(meta.build_id, server)
+        self.store = ChromaStore(self._client, chunk_names)
+        self.units = UnitStore(self._client, unit_names)
         self.lexical = LexicalIndex.load(folder / "lexical")
 
     @property
@@ -350,19 +429,25 @@ class IndexSnapshot:
         return self.meta.build_id
 
     def describe(self) -> dict[str, Any]:
-        """What a health check shows of the serving build."""
+        """What a health check shows of the serving build (in server mode, only when the Chroma
+        server answers: :class:`StoreUnavailableError` otherwise)."""
+        if self.server is not None:
+            heartbeat(self._client, self.server)
         return {
             "build": self.build_id,
             "chunks": self.meta.chunk_count,
             "embed_model": self.meta.embed_model,
             "created": self.meta.created,
+            "store": "embedded" if self.server is None else f"chroma server {self.server}",
         }
 
     def close(self) -> None:
         release_client(self._client)
 
 
-def open_index(index_dir: Path, embed_model: str) -> IndexSnapshot:
+def open_index(
+    index_dir: Path, embed_model: str, server: ChromaServer | None = None
+) -> IndexSnapshot:
     build = _read_current(index_dir)
     if build is None:
         raise IndexNotBuiltError(
@@ -382,7 +467,16 @@ def open_index(index_dir: Path, embed_model: str) -> IndexSnapshot:
             f"{embed_model!r} is configured (ASSISTANT_EMBED_MODEL); rebuild with "
             "`assistant index --rebuild` or configure the model the index was built with"
         )
-    return IndexSnapshot(folder, meta)
+    wanted = "embedded" if server is None else "server"
+    if meta.store != wanted:
+        where = "a Chroma server" if meta.store == "server" else "the index folder"
+        raise IndexNotBuiltError(
+            f"the index in {index_dir} keeps its vectors in {where}, but "
+            + ("no Chroma server is configured (ASSISTANT_CHROMA_HOST)" if server is None
+               else f"the Chroma server {server} is configured")
+            + "; rebuild it with `assistant index` under the current settings"
+        )  # fmt: skip
+    return IndexSnapshot(folder, meta, server)
 
 
 class IndexHandle:
@@ -392,9 +486,12 @@ class IndexHandle:
     next build replaces its successor.
     """
 
-    def __init__(self, index_dir: Path, embed_model: str) -> None:
+    def __init__(
+        self, index_dir: Path, embed_model: str, server: ChromaServer | None = None
+    ) -> None:
         self.index_dir = index_dir
         self.embed_model = embed_model
+        self.server = server
         self._snapshot: IndexSnapshot | None = None
         self._retired: IndexSnapshot | None = None
         self._lock = threading.Lock()
@@ -407,7 +504,7 @@ class IndexHandle:
         with self._lock:
             snap = self._snapshot
             if snap is None or current != snap.build_id:
-                fresh = open_index(self.index_dir, self.embed_model)
+                fresh = open_index(self.index_dir, self.embed_model, self.server)
                 if self._retired is not None:
                     self._retired.close()
                 self._retired, self._snapshot = snap, fresh

@@ -170,10 +170,7 @@ def ingest(
     Raises :class:`CorpusError` only when the folder itself (or its manifest) is unusable.
     """
     corpus_dir = Path(corpus_dir)
-    if not corpus_dir.exists():
-        raise CorpusError(f"corpus folder {corpus_dir} does not exist")
-    if not corpus_dir.is_dir():
-        raise CorpusError(f"corpus folder {corpus_dir} is not a folder")
+    check_corpus_dir(corpus_dir)
     manifest = load_manifest(corpus_dir)
 
     documents: list[SourceDocument] = []
@@ -227,6 +224,15 @@ def ingest(
         "ingested %d documents from %s, skipped %d files", len(documents), corpus_dir, len(skipped)
     )
     return IngestReport(documents=documents, skipped=skipped)
+
+
+def check_corpus_dir(corpus_dir: Path) -> None:
+    """:class:`CorpusError` unless ``corpus_dir`` is a folder (and its manifest, if any, reads)."""
+    if not corpus_dir.exists():
+        raise CorpusError(f"corpus folder {corpus_dir} does not exist")
+    if not corpus_dir.is_dir():
+        raise CorpusError(f"corpus folder {corpus_dir} is not a folder")
+    load_manifest(corpus_dir)
 
 
 def corpus_files(corpus_dir: Path) -> list[tuple[str, Path]]:

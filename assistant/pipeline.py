@@ -24,6 +24,7 @@ from assistant.lexical import tokenize
 from assistant.retrieval import HybridRetriever, SnapshotSource, hybrid_search
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.settings import Settings
+from assistant.store import ChromaServer
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DECLINE_TEXT",
     "Assistant",
+    "chroma_server",
     "clean_question",
     "stage_timings",
     "standalone_question",
@@ -47,8 +49,9 @@ _FOLLOW_UP = re.compile(
     r"which one)\b|^\W*(and|also|what about|how about|so)\b",
     re.IGNORECASE,
 )
-#: control characters, and lone surrogates (not text: JSON can carry them, no tokenizer takes them)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: control characters, lone surrogates (not text: JSON can carry them, no tokenizer takes them),
+#: zero-width spaces and byte-order marks (invisible; joiners stay, some scripts need them)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u200b\u2060\ufeff]")
 
 
 def clean_question(question: str, max_chars: int) -> str:
@@ -103,7 +106,7 @@ class Assistant:
         emb = embedder or SentenceTransformerEmbedder(
             settings.embed_model, batch_size=settings.embed_batch_size
         )
-        handle = IndexHandle(settings.index_dir, emb.model_name)
+        handle = IndexHandle(settings.index_dir, emb.model_name, chroma_server(settings))
         handle.get()  # fail now, with a clear message, if there is no usable index
         return cls(
             handle,
@@ -288,7 +291,14 @@ class Assistant:
         return build_index(
             corpus_dir, self.index.index_dir, self.embedder,
             rebuild=rebuild, max_file_bytes=max_file_bytes, progress=progress,
+            server=self.index.server,
         )  # fmt: skip
+
+
+def chroma_server(settings: Settings) -> ChromaServer | None:
+    """The Chroma server the settings name (ASSISTANT_CHROMA_HOST/PORT), or None: embedded."""
+    where = settings.chroma_server()
+    return ChromaServer(*where) if where else None
 
 
 def standalone_question(question: str, history: Sequence[Turn]) -> str:

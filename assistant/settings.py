@@ -67,6 +67,10 @@ class Settings:
     #: most tokens the chat model writes for one answer
     llm_max_tokens: int = DEFAULT_LLM_MAX_TOKENS
 
+    #: a Chroma server (``chroma run``) holding the collections; empty: embedded in index_dir
+    chroma_host: str = ""
+    chroma_port: int = 8000
+
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ConfigError(f"ASSISTANT_TOP_K must be at least 1, not {self.top_k}")
@@ -100,6 +104,8 @@ class Settings:
                 "ASSISTANT_LLM_BASE_URL or ASSISTANT_LLM_API_KEY is set but ASSISTANT_LLM is not: "
                 "name the model too (e.g. ASSISTANT_LLM=openai:gpt-4o-mini)"
             )
+        if not 0 < self.chroma_port < 65536:
+            raise ConfigError(f"ASSISTANT_CHROMA_PORT must be a TCP port, not {self.chroma_port}")
         self.ui_logins()  # fails now, not at the first login
         for origin in self.cors_origins:
             if not _ORIGIN.fullmatch(origin):
@@ -126,6 +132,10 @@ class Settings:
             return cls(**values)
         except TypeError as err:  # an unknown override name: a programming error, said plainly
             raise ConfigError(str(err)) from err
+
+    def chroma_server(self) -> tuple[str, int] | None:
+        """(host, port) of the Chroma server to use, or None for the embedded store."""
+        return (self.chroma_host, self.chroma_port) if self.chroma_host.strip() else None
 
     def ui_logins(self) -> list[tuple[str, str]]:
         """The chat page's (user, password) pairs from ``ui_auth``; empty: no login."""

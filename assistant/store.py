@@ -7,16 +7,21 @@ Chroma server.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import chromadb
+import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import InternalError as ChromaInternalError
 
+from assistant.errors import StoreUnavailableError
 from assistant.schema import Chunk
 
 if TYPE_CHECKING:
@@ -25,13 +30,119 @@ if TYPE_CHECKING:
     from chromadb.api.types import PyEmbedding, Where
     from chromadb.base_types import InclusionExclusionOperator, LiteralValue
 
-__all__ = ["ChromaStore", "UnitStore", "ephemeral_client", "persistent_client", "release_client"]
+__all__ = [
+    "STORE_IO_ERRORS",
+    "ChromaServer",
+    "ChromaStore",
+    "UnitStore",
+    "copy_collection",
+    "delete_collections",
+    "ephemeral_client",
+    "heartbeat",
+    "persistent_client",
+    "release_client",
+    "server_client",
+]
 
 log = logging.getLogger(__name__)
 
 _CHROMA_SETTINGS = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 #: Chroma rejects very large batches; stay well below its limit
 _BATCH = 2000
+#: what Chroma raises when its files cannot be written or read (a full disk, a read-only folder):
+#: not an OSError, so callers that handle I/O failures catch these too
+STORE_IO_ERRORS: tuple[type[Exception], ...] = (ChromaInternalError,)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class ChromaServer:
+    """A Chroma server (``chroma run``) that holds the collections instead of the index folder."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _unavailable(server: object, err: Exception) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"the Chroma server{f' at {server}' if server else ''} is not reachable ({err}); "
+        "answers resume when it is back"
+    )
+
+
+def _server_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A Chroma server going away (a transport error) becomes :class:`StoreUnavailableError`."""
+
+    @functools.wraps(method)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except httpx.TransportError as err:
+            raise _unavailable("", err) from err
+
+    return guarded
+
+
+_T = TypeVar("_T")
+
+
+def _guarded(cls: type[_T]) -> type[_T]:
+    """Every method of ``cls`` turns a lost Chroma server into :class:`StoreUnavailableError`."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and (not name.startswith("_") or name == "__init__"):
+            setattr(cls, name, _server_errors(member))
+    return cls
+
+
+def server_client(server: ChromaServer) -> ClientAPI:
+    try:
+        return chromadb.HttpClient(host=server.host, port=server.port, settings=_CHROMA_SETTINGS)
+    except (ValueError, httpx.HTTPError) as err:  # chromadb says "Could not connect" as ValueError
+        raise _unavailable(server, err) from err
+
+
+def heartbeat(client: ClientAPI, server: ChromaServer) -> None:
+    """Raise :class:`StoreUnavailableError` unless the server answers."""
+    try:
+        client.heartbeat()
+    except (ValueError, httpx.HTTPError) as err:
+        raise _unavailable(server, err) from err
+
+
+@_server_errors
+def copy_collection(client: ClientAPI, source: str, target: str) -> int:
+    """Copy every record (ids, vectors, texts, metadata) of ``source`` into a new ``target``
+    collection, page by page, without re-embedding; returns the count."""
+    src = client.get_collection(source)
+    dst = client.get_or_create_collection(target, metadata={"hnsw:space": "cosine"})
+    copied = 0
+    while True:
+        page = src.get(
+            limit=_BATCH, offset=copied, include=["embeddings", "documents", "metadatas"]
+        )
+        if not page["ids"]:
+            return copied
+        dst.add(
+            ids=page["ids"],
+            embeddings=cast(Any, page["embeddings"]),
+            documents=page["documents"],
+            metadatas=page["metadatas"],
+        )
+        copied += len(page["ids"])
+
+
+def delete_collections(client: ClientAPI, names: Sequence[str]) -> None:
+    """Delete these collections where they exist (a failed or pruned build's)."""
+    existing = {c.name for c in client.list_collections()}
+    for name in names:
+        if name in existing:
+            client.delete_collection(name)
 
 
 def persistent_client(path: Path) -> ClientAPI:
@@ -67,6 +178,7 @@ def _in_chunks(chunk_ids: Sequence[str]) -> Where:
     return {"chunk_id": among}
 
 
+@_guarded
 class ChromaStore:
     def __init__(self, client: ClientAPI, collection: str = "guidance") -> None:
         if not 3 <= len(collection) <= 512:
@@ -150,6 +262,7 @@ class ChromaStore:
         return _embeddings_by_id(self.collection, ids)
 
 
+@_guarded
 class UnitStore:
     """The sentences (units) of the chunks, embedded on their own, in a second collection."""
 

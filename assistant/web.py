@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.access import AnswerQueue, RateLimiter, check_origin, check_token
 from assistant.errors import (
@@ -44,14 +45,21 @@ log = logging.getLogger(__name__)
 WIDGET_JS = Path(__file__).with_name("static") / "widget.js"
 
 
+#: largest request body the API reads (a question, its history, feedback): more is a 413
+MAX_BODY_BYTES = 256_000
+#: earlier turns a request may carry, and the longest turn (the widget and page send far less)
+MAX_TURNS = 50
+MAX_TURN_CHARS = 8_000
+
+
 class TurnIn(BaseModel):
     role: str = Field(pattern="^(user|assistant)$")
-    content: str
+    content: str = Field(max_length=MAX_TURN_CHARS)
 
 
 class AskIn(BaseModel):
     question: str
-    history: list[TurnIn] = Field(default_factory=list)
+    history: list[TurnIn] = Field(default_factory=list, max_length=MAX_TURNS)
 
 
 class SearchIn(BaseModel):
@@ -64,7 +72,7 @@ class FeedbackIn(BaseModel):
     answer: str
     rating: int = Field(description="1 helpful, -1 unhelpful")
     comment: str = Field(default="", max_length=MAX_COMMENT_CHARS)
-    history: list[TurnIn] = Field(default_factory=list)
+    history: list[TurnIn] = Field(default_factory=list, max_length=MAX_TURNS)
 
 
 def _status(err: AssistantError) -> int:
@@ -111,6 +119,13 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
             return _refusal(err)
         return JSONResponse({"error": str(err)}, status_code=_status(err))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        # e.g. a body that is not UTF-8 or JSON nested too deep: the same {"error"} shape
+        return JSONResponse(
+            {"error": str(err.detail)}, status_code=err.status_code, headers=err.headers
+        )
+
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_: Request, err: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
@@ -125,6 +140,11 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     ) -> Response:
         path = request.url.path
         if path.startswith("/api/") and request.method != "OPTIONS":
+            length = request.headers.get("content-length", "")
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                return JSONResponse(
+                    {"error": f"the request is over {MAX_BODY_BYTES // 1000} kB"}, status_code=413
+                )
             try:
                 check_origin(request.headers.get("origin"), _own_origin(request), allowed)
                 if path != "/api/health":
@@ -185,9 +205,11 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
 
     @app.post("/api/search")
     def search(body: SearchIn) -> dict[str, Any]:
+        assistant = get()
+        question = clean_question(body.question, assistant.max_question_chars)
         with queue.slot():
-            passages = get().search(body.question, body.k)
-        return {"question": body.question, "results": [passage_json(p) for p in passages]}
+            passages = assistant.search(question, body.k)
+        return {"question": question, "results": [passage_json(p) for p in passages]}
 
     @app.post("/api/feedback")
     def rate(body: FeedbackIn) -> dict[str, Any]:

@@ -1,0 +1,213 @@
+"""Chroma server mode against a real `chroma run` on loopback: indexing, asking, incremental
+re-indexing, the CLI and app.py configured by ASSISTANT_CHROMA_HOST/PORT, and the server going
+away and coming back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from servers import free_port, running_app
+
+from assistant.calibration import Calibration
+from assistant.embeddings import SentenceTransformerEmbedder
+from assistant.errors import IndexNotBuiltError, StoreUnavailableError
+from assistant.index import IndexHandle, build_index, collection_names
+from assistant.pipeline import Assistant
+from assistant.store import ChromaServer, server_client
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMA = Path(sys.executable).with_name("chroma")
+CCG = "How many CCGs manage most of the NHS commissioning budget?"
+NEW_DOC = (
+    "Quokka panel\n\nThe quokka liaison panel for commissioning meets on the ninth Thursday.\n"
+)
+
+
+class ChromaProcess:
+    """A real Chroma server (``chroma run`` from the chromadb package) on loopback."""
+
+    def __init__(self, path: Path, port: int) -> None:
+        self.path, self.port = path, port
+        self.server = ChromaServer("127.0.0.1", port)
+        self.log = path.parent / f"chroma-{port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ChromaServer:
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(
+                [str(CHROMA), "run", "--path", str(self.path), "--host", "127.0.0.1",
+                 "--port", str(self.port)],
+                stdout=log, stderr=log, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                url = f"http://127.0.0.1:{self.port}/api/v2/heartbeat"
+                if httpx.get(url, timeout=1).is_success:
+                    return self.server
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"chroma run did not start:\n{self.log.read_text()}")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+
+@contextmanager
+def chroma_run(path: Path, port: int) -> Iterator[ChromaServer]:
+    process = ChromaProcess(path, port)
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    with chroma_run(tmp_path_factory.mktemp("chroma-data") / "db", free_port()) as srv:
+        yield srv
+
+
+def _corpus(tmp: Path) -> Path:
+    corpus = tmp / "corpus"
+    shutil.copytree(ROOT / "corpus", corpus)
+    return corpus
+
+
+def _assistant(
+    index_dir: Path, embedder: SentenceTransformerEmbedder, srv: ChromaServer
+) -> Assistant:
+    handle = IndexHandle(index_dir, embedder.model_name, srv)
+    return Assistant(handle, embedder, calibration=Calibration.load())
+
+
+def test_index_ask_and_reindex_on_a_chroma_server(
+    server: ChromaServer, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    corpus, index_dir = _corpus(tmp_path), tmp_path / "index"
+    first = build_index(corpus, index_dir, real_embedder, server=server)
+    assert (first.embedded, first.reused) == (first.chunks, 0)
+    names = collection_names(first.build_id, server)
+    client = server_client(server)
+    assert {c.name for c in client.list_collections()} >= set(names)
+    assert not (
+        index_dir / "builds" / first.build_id / "chroma"
+    ).exists()  # nothing embedded locally
+    assert (
+        json.loads((index_dir / "builds" / first.build_id / "meta.json").read_text())["store"]
+        == "server"
+    )
+
+    assistant = _assistant(index_dir, real_embedder, server)
+    answer = assistant.ask(CCG)
+    assert "209" in answer.answer
+    assert assistant.index.get().describe()["store"] == f"chroma server {server}"
+
+    again = build_index(corpus, index_dir, real_embedder, server=server)  # unchanged: no embedding
+    assert (again.embedded, again.reused, again.removed) == (0, first.chunks, 0)
+    (corpus / "quokka.txt").write_text(NEW_DOC, encoding="utf-8")
+    third = build_index(corpus, index_dir, real_embedder, server=server)
+    assert third.embedded == third.chunks - first.chunks > 0
+    assert third.reused == first.chunks
+    quokka = assistant.ask("When does the quokka liaison panel meet?")  # served without restart
+    assert "ninth Thursday" in quokka.answer
+    # the first build is two builds old now: its collections are gone from the server
+    left = {c.name for c in client.list_collections()}
+    assert not set(names) & left
+    assert set(collection_names(third.build_id, server)) <= left
+
+
+def test_an_index_built_for_the_server_is_not_opened_as_embedded(
+    server: ChromaServer, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    index_dir = tmp_path / "index"
+    build_index(_corpus(tmp_path), index_dir, real_embedder, server=server)
+    with pytest.raises(IndexNotBuiltError, match="ASSISTANT_CHROMA_HOST"):
+        IndexHandle(index_dir, real_embedder.model_name).get()
+
+
+def test_no_server_is_a_clear_error(
+    real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    gone = ChromaServer("127.0.0.1", free_port())
+    with pytest.raises(StoreUnavailableError, match="not reachable"):
+        build_index(_corpus(tmp_path), tmp_path / "index", real_embedder, server=gone)
+    assert not list((tmp_path / "index" / "builds").iterdir())  # nothing half-built left
+
+
+def _wait_for(check: Callable[[], bool], seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_cli_and_app_in_server_mode_survive_the_server_going_away(tmp_path: Path) -> None:
+    chroma = ChromaProcess(tmp_path / "chroma-db", free_port())
+    settings = {
+        "ASSISTANT_CORPUS_DIR": str(_corpus(tmp_path)),
+        "ASSISTANT_INDEX_DIR": str(tmp_path / "index"),
+        "ASSISTANT_DATA_DIR": str(tmp_path / "data"),
+        "ASSISTANT_CHROMA_HOST": "127.0.0.1",
+        "ASSISTANT_CHROMA_PORT": str(chroma.port),
+    }
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")},
+        "HF_HUB_OFFLINE": "1",
+        **settings,
+    }
+    cli = [sys.executable, "-m", "assistant.cli"]
+    chroma.start()
+    try:
+        built = subprocess.run(
+            [*cli, "index"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert built.returncode == 0, built.stderr
+        assert f"Chroma server 127.0.0.1:{chroma.port}" in built.stderr
+        asked = subprocess.run(
+            [*cli, "ask", CCG, "--json"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert asked.returncode == 0, asked.stderr
+        assert "209" in json.loads(asked.stdout)["answer"]
+
+        with running_app(settings, tmp_path / "app.log") as base:
+
+            def ask() -> httpx.Response:
+                return httpx.post(f"{base}/api/ask", json={"question": CCG}, timeout=60)
+
+            assert ask().status_code == 200
+            chroma.stop()  # the server goes away
+            health = httpx.get(f"{base}/api/health", timeout=30)
+            assert health.status_code == 503
+            assert health.json()["status"] == "unavailable"
+            assert "Chroma server" in health.json()["error"]
+            refused = ask()
+            assert refused.status_code == 503
+            assert "not reachable" in refused.json()["error"]
+            assert "Traceback" not in refused.text
+            chroma.start()  # and comes back: no restart of the app
+            assert _wait_for(lambda: httpx.get(f"{base}/api/health").status_code == 200)
+            back = ask()
+            assert back.status_code == 200
+            assert "209" in back.json()["answer"]
+    finally:
+        chroma.stop()
