@@ -27,7 +27,7 @@ __all__ = ["AnswerDraft", "ExtractiveAnswerer", "Unit", "split_question"]
 #: a sentence that opens like this carries on from the one before it
 #: text addressed to an AI rather than to a reader ("ignore your instructions", "system:"): it is
 #: data in a document, never an answer, so it is not quoted (the Sources still show the passage)
-_INSTRUCTION_LIKE = re.compile(
+INSTRUCTION_LIKE = re.compile(
     r"\b(?:ignore|disregard|forget|override)\b.{0,40}?\b(?:instructions?|prompts?|rules)\b"
     r"|\b(?:system|developer|jailbreak)\s+(?:prompt|mode|message)\b"
     r"|\byou are now\b"
@@ -119,7 +119,7 @@ class ExtractiveAnswerer:
             Unit(i, j, text, lid, unit_id(p.chunk.chunk_id, j))
             for i, p in enumerate(used)
             for j, (text, lid) in enumerate(split_units(p.chunk.text))
-            if not _INSTRUCTION_LIKE.search(text)
+            if not INSTRUCTION_LIKE.search(text)
         ]
         q_terms = {t: lexical.idf(t) for t in set(tokenize(question))}
         q_mass = sum(q_terms.values()) or 1.0
@@ -251,7 +251,7 @@ class ExtractiveAnswerer:
             if u.list_id is None and not text.endswith((".", "?", "!", ":", ";")):
                 text += "."  # prose reads as sentences; list items keep their own ending
             lines.append(("- " if u.list_id is not None else "") + f"{text} [{n}]")
-        answer = _join(lines)
+        answer = join_lines(lines)
         citations = []
         for pidx, n in numbers.items():
             c = used[pidx].chunk
@@ -262,7 +262,7 @@ class ExtractiveAnswerer:
                     doc_id=c.doc.doc_id,
                     title=c.doc.title,
                     section=c.section,
-                    quote=_span(c.text, quotes[pidx]),
+                    quote=quote_span(c.text, quotes[pidx]),
                     quotes=quotes[pidx],
                     passage=c.text,
                     era=c.doc.era,
@@ -352,7 +352,7 @@ def _covered(q_terms: dict[str, float], q_mass: float, have: set[str]) -> float:
     return sum(w for t, w in q_terms.items() if t in have) / q_mass
 
 
-def _span(passage: str, quoted: list[str]) -> str:
+def quote_span(passage: str, quoted: list[str]) -> str:
     """The stretch of ``passage`` from the first quoted unit to the last, verbatim."""
     start, end, cursor = -1, -1, 0
     for q in quoted:
@@ -367,7 +367,7 @@ def _span(passage: str, quoted: list[str]) -> str:
     return passage[start:end] if start >= 0 else " ".join(quoted)
 
 
-def _join(lines: list[str]) -> str:
+def join_lines(lines: list[str]) -> str:
     """Sentences run on as prose; list items each on a line of their own."""
     out = ""
     for line in lines:

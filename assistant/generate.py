@@ -31,7 +31,13 @@ import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from assistant.answer import _INSTRUCTION_LIKE, DUPLICATE_COSINE, UnitVectors, _span
+from assistant.answer import (
+    DUPLICATE_COSINE,
+    INSTRUCTION_LIKE,
+    UnitVectors,
+    join_lines,
+    quote_span,
+)
 from assistant.chunking import split_units, unit_id
 from assistant.embeddings import Embedder
 from assistant.errors import LLMError
@@ -317,7 +323,7 @@ class GenerativeAnswerer:
     def _evidence(self, passages: Sequence[Passage], stored: UnitVectors) -> list[_Evidence]:
         keyed = [
             [(unit_id(p.chunk.chunk_id, j), text) for j, (text, _) in enumerate(
-                split_units(p.chunk.text)) if not _INSTRUCTION_LIKE.search(text)]
+                split_units(p.chunk.text)) if not INSTRUCTION_LIKE.search(text)]
             for p in passages
         ]  # fmt: skip
         found = stored([key for units in keyed for key, _ in units])
@@ -402,7 +408,7 @@ class GenerativeAnswerer:
                 text += " " + "".join(f"[{n}]" for n in ns)
             lines.append(("- " if check.claim.bullet else "") + text)
         citations = [self._cite(new, ev[old - 1], said[old]) for old, new in renumber.items()]
-        return Verified(_join(lines), citations, checks)
+        return Verified(join_lines(lines), citations, checks)
 
     def _cite(self, n: int, ev: _Evidence, sentences: list[str]) -> Citation:
         c = ev.passage.chunk
@@ -413,7 +419,7 @@ class GenerativeAnswerer:
             quotes = [ev.units[i] for i in best]
         return Citation(
             n=n, chunk_id=c.chunk_id, doc_id=c.doc.doc_id, title=c.doc.title, section=c.section,
-            quote=_span(c.text, quotes) if quotes else c.text, passage=c.text, era=c.doc.era,
+            quote=quote_span(c.text, quotes) if quotes else c.text, passage=c.text, era=c.doc.era,
             status=c.doc.status, source=c.doc.source, note=c.doc.note, quotes=quotes or [c.text],
             supported=True,
         )  # fmt: skip
@@ -443,15 +449,3 @@ def _names(text: str) -> list[str]:
 
 def _markers(numbers: Sequence[int]) -> str:
     return "".join(f"[{n}]" for n in numbers)
-
-
-def _join(lines: list[str]) -> str:
-    out = ""
-    for line in lines:
-        if not out:
-            out = line
-        elif line.startswith("- ") or out.splitlines()[-1].startswith("- "):
-            out += "\n" + line
-        else:
-            out += " " + line
-    return out

@@ -46,7 +46,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_CHROMA_SETTINGS = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+def _chroma_settings() -> ChromaSettings:
+    """Fresh settings for each client: chromadb writes the client's kind, path and server into
+    the object it is given, so one shared object would turn every later client into the first."""
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
 #: Chroma rejects very large batches; stay well below its limit
 _BATCH = 2000
 #: what Chroma raises when its files cannot be written or read (a full disk, a read-only folder):
@@ -102,7 +108,7 @@ def _guarded(cls: type[_T]) -> type[_T]:
 
 def server_client(server: ChromaServer) -> ClientAPI:
     try:
-        return chromadb.HttpClient(host=server.host, port=server.port, settings=_CHROMA_SETTINGS)
+        return chromadb.HttpClient(host=server.host, port=server.port, settings=_chroma_settings())
     except (ValueError, httpx.HTTPError) as err:  # chromadb says "Could not connect" as ValueError
         raise _unavailable(server, err) from err
 
@@ -146,11 +152,11 @@ def delete_collections(client: ClientAPI, names: Sequence[str]) -> None:
 
 
 def persistent_client(path: Path) -> ClientAPI:
-    return chromadb.PersistentClient(path=str(path), settings=_CHROMA_SETTINGS)
+    return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
 
 
 def ephemeral_client() -> ClientAPI:
-    return chromadb.EphemeralClient(settings=_CHROMA_SETTINGS)
+    return chromadb.EphemeralClient(settings=_chroma_settings())
 
 
 def release_client(client: ClientAPI) -> None:
