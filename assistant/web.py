@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.access import AnswerQueue, RateLimiter, check_origin, check_token
@@ -54,7 +54,16 @@ MAX_TURN_CHARS = 8_000
 
 class TurnIn(BaseModel):
     role: str = Field(pattern="^(user|assistant)$")
-    content: str = Field(max_length=MAX_TURN_CHARS)
+    content: str
+
+    @field_validator("content")
+    @classmethod
+    def _not_too_long(cls, content: str) -> str:
+        # checked after parsing: a length constraint would make pydantic refuse lone surrogates,
+        # which the pipeline drops like any other character that is not text
+        if len(content) > MAX_TURN_CHARS:
+            raise ValueError(f"a turn is at most {MAX_TURN_CHARS} characters")
+        return content
 
 
 class AskIn(BaseModel):

@@ -91,7 +91,9 @@ def site(
         yield Site(app, allowed_host, other_host, data_dir)
 
 
-@pytest.fixture(scope="session")
+# module scope, not session: playwright's sync API runs an event loop on the main thread while it
+# is open, and async tests after the browser tests (pytest-asyncio) need that thread's loop free
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
