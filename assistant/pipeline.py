@@ -145,12 +145,7 @@ class Assistant:
         confidence = self.calibration.probability(draft.features)
         refused = not draft.citations or confidence < self.calibration.threshold
         t2 = time.perf_counter()
-        log.info(
-            "%s %s in %.0f ms",
-            "declined" if refused else "answered",
-            repr(query) if self.log_questions else f"a question of {len(query)} characters",
-            (t2 - t0) * 1000,
-        )
+        self._log_outcome(query, refused, t2 - t0, "extractive")
         if refused:
             text, citations, notices = DECLINE_TEXT, [], []
         else:
@@ -167,6 +162,16 @@ class Assistant:
             timings_ms=stage_timings(t0, t1, t2),
             search_query=search_query,
             confidence=confidence,
+        )
+
+    def _log_outcome(self, query: str, refused: bool, seconds: float, mode: str) -> None:
+        """One log line per question; its text only when ASSISTANT_LOG_QUESTIONS allows it."""
+        log.info(
+            "%s %s in %.0f ms (%s)",
+            "declined" if refused else "answered",
+            repr(query) if self.log_questions else f"a question of {len(query)} characters",
+            seconds * 1000,
+            mode,
         )
 
     def ask_stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
@@ -192,13 +197,7 @@ class Assistant:
 
         def answer(text: str, citations: list[Citation], notices: list[str], mode: str) -> Answer:
             t2 = time.perf_counter()
-            log.info(
-                "%s %s in %.0f ms (%s)",
-                "answered" if citations else "declined",
-                repr(query) if self.log_questions else f"a question of {len(query)} characters",
-                (t2 - t0) * 1000,
-                mode,
-            )
+            self._log_outcome(query, not citations, t2 - t0, mode)
             timings = {"condense": (tc - t0) * 1000, **stage_timings(tc, t1, t2)}
             timings["total"] = (t2 - t0) * 1000
             return Answer(
