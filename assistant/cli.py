@@ -155,18 +155,24 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         settings.embed_model, batch_size=settings.embed_batch_size
     )
     labels = {"read": ("reading files", "file"), "embed": ("embedding chunks", "chunk")}
-    with _progress_bars(labels) as progress:
-        report = build_index(
-            settings.corpus_dir, settings.index_dir, embedder, rebuild=args.rebuild,
-            max_file_bytes=settings.max_file_bytes, progress=progress,
-            server=chroma_server(settings),
-        )  # fmt: skip
+    try:
+        with _progress_bars(labels) as progress:
+            report = build_index(
+                settings.corpus_dir, settings.index_dir, embedder, rebuild=args.rebuild,
+                max_file_bytes=settings.max_file_bytes, progress=progress,
+                server=chroma_server(settings), batch=settings.index_batch,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        print("assistant: interrupted; the previous index keeps serving, and what was embedded "
+              "is kept: run `assistant index` again to carry on", file=sys.stderr)  # fmt: skip
+        return 130
     for s in report.skipped:
         print(f"assistant: skipped {s.path}: {s.reason}", file=sys.stderr)
     print(
         f"assistant: indexed {report.documents} documents as {report.chunks} chunks "
         f"({report.embedded} embedded, {report.reused} reused, {report.removed} removed) "
         f"in {report.seconds:.1f}s into {settings.index_dir}"
+        + (" (resumed an interrupted build)" if report.resumed else "")
         + (
             f" (vectors on the Chroma server {chroma_server(settings)})"
             if settings.chroma_host

@@ -7,16 +7,24 @@ Layout under the index folder::
     builds/<id>/meta.json    embedding model, files and their hashes, counts
     builds/<id>/chroma/      the Chroma collection (embedded mode)
     builds/<id>/lexical/     the BM25 index over the same chunks
-    builds/<id>.partial/     a build in progress; removed if it never finished
+    builds/<id>.partial/     a build in progress (its resume.json: what it was started for)
 
 A build starts from a copy of the serving one, re-embeds only chunks whose text is new, deletes
 chunks that are gone, and becomes visible only when ``CURRENT`` is replaced. An error or a kill at
 any point before that leaves the previous build serving.
+
+A build that was interrupted (Ctrl-C, ``kill -9``, a power cut) leaves its ``.partial`` behind;
+the next build resumes it: every chunk already in it is kept, only the rest is embedded. Chunks
+are written after their sentences, so a chunk that is there is whole. A ``.partial`` without
+``resume.json`` (killed while copying the previous build), started for another model or store
+or by the other kind of build (``--rebuild`` or not), or that cannot be opened, is deleted
+instead. A build that fails with an error deletes its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -26,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +54,7 @@ from assistant.store import (
     STORE_IO_ERRORS,
     ChromaServer,
     ChromaStore,
+    ClientAPI,
     UnitStore,
     copy_collection,
     delete_collections,
@@ -59,6 +69,9 @@ __all__ = ["BuildMeta", "BuildReport", "IndexHandle", "IndexSnapshot", "build_in
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+RESUME_FILE = "resume.json"
+#: chunks embedded and written together; the next batch is embedded while one is written
+WRITE_BATCH = 512
 COLLECTION = "guidance"
 UNITS_COLLECTION = "guidance-units"
 _KEEP_OLD_BUILDS = 1  # builds kept besides the serving one, for readers still using them
@@ -98,6 +111,7 @@ class BuildReport:
     skipped: list[SkippedFile]
     seconds: float
     changed: bool  # False when the corpus was exactly as the serving build had it
+    resumed: bool = False  # an interrupted build was carried on (its chunks count as reused)
 
 
 def collection_names(build_id: str, server: ChromaServer | None) -> tuple[str, str]:
@@ -189,6 +203,7 @@ def build_index(
     max_file_bytes: int = 20_000_000,
     progress: Progress | None = None,
     server: ChromaServer | None = None,
+    batch: int = WRITE_BATCH,
 ) -> BuildReport:
     """Index ``corpus_dir`` into ``index_dir`` and make it the serving build (its collections
     on ``server`` when given, otherwise embedded in the build folder).
@@ -199,10 +214,7 @@ def build_index(
     started = time.perf_counter()
     builds = _prepare_index_dir(index_dir)
     with _build_lock(index_dir):
-        stale_builds = sorted(builds.glob("*.partial"))
-        _drop_server_collections(server, [p.name.removesuffix(".partial") for p in stale_builds])
-        for stale in stale_builds:
-            shutil.rmtree(stale, ignore_errors=True)
+        resume = _take_resumable(builds, embedder, server, rebuild)
         try:
             previous = _read_current(index_dir)
         except IndexNotBuiltError as err:  # a damaged pointer: build afresh and replace it
@@ -224,12 +236,21 @@ def build_index(
         chunks = chunk_documents(report.documents)
         files = {d.info.path: d.sha256 for d in report.documents}
 
-        build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        build_id = resume.name.removesuffix(".partial") if resume else _new_build_id()
         partial = builds / f"{build_id}.partial"
+        plan = _Plan(build_id, embedder, builds, prev_meta, server, rebuild, batch, progress)
         try:
-            stats = _write_build(
-                partial, build_id, chunks, embedder, builds, prev_meta, progress, server
-            )
+            try:
+                stats = _write_build(partial, chunks, plan, resume=resume is not None)
+            except _ResumeError as err:
+                log.warning("cannot resume the interrupted build %s (%s): starting afresh",
+                            build_id, err)  # fmt: skip
+                _discard_partial(partial, server)
+                # a new id: chromadb keeps the failed client of the old path in its cache
+                build_id = _new_build_id()
+                partial = builds / f"{build_id}.partial"
+                plan = dataclasses.replace(plan, build_id=build_id)
+                stats = _write_build(partial, chunks, plan, resume=False)
             meta = BuildMeta(
                 build_id=build_id,
                 embed_model=embedder.model_name,
@@ -245,17 +266,22 @@ def build_index(
             os.replace(partial, final)
             _write_atomic(index_dir / "CURRENT", json.dumps({"build": build_id}))
         except _WRITE_ERRORS as err:
-            shutil.rmtree(partial, ignore_errors=True)
-            _drop_server_collections(server, [build_id])
+            _discard_partial(partial, server)
             raise IndexBuildError(
                 f"building the index failed ({_reason(err)}); the previous index keeps serving"
             ) from err
+        except KeyboardInterrupt:
+            if (partial / RESUME_FILE).is_file():
+                log.warning("interrupted: what was embedded is kept in %s; the next build "
+                            "resumes from there", partial)  # fmt: skip
+            else:
+                _discard_partial(partial, server)
+            raise
         except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            _drop_server_collections(server, [build_id])
+            _discard_partial(partial, server)
             raise
         _prune(builds, keep={build_id, *([previous] if previous else [])}, server=server)
-    embedded, reused, removed = stats
+    embedded, reused, removed, resumed = stats
     return BuildReport(
         build_id=build_id,
         documents=len(report.documents),
@@ -266,7 +292,12 @@ def build_index(
         skipped=report.skipped,
         seconds=time.perf_counter() - started,
         changed=prev_meta is None or embedded > 0 or removed > 0 or prev_meta.files != files,
+        resumed=resumed,
     )
+
+
+def _new_build_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
 def _usable_previous(
@@ -305,30 +336,109 @@ def _file_progress(progress: Progress, corpus_dir: Path) -> Callable[[str], None
     return on_file
 
 
-def _write_build(
-    folder: Path,
-    build_id: str,
-    chunks: Sequence[Chunk],
-    embedder: Embedder,
-    builds: Path,
-    prev_meta: BuildMeta | None,
-    progress: Progress | None,
-    server: ChromaServer | None = None,
-) -> tuple[int, int, int]:
-    """Fill ``folder`` (and, in server mode, the build's collections on the server) with the
-    Chroma collections and BM25 index of ``chunks``, starting from a copy of the previous build."""
+@dataclass(frozen=True)
+class _Plan:
+    """What a build works from, besides its folder and chunks."""
+
+    build_id: str
+    embedder: Embedder
+    builds: Path
+    prev_meta: BuildMeta | None
+    server: ChromaServer | None
+    rebuild: bool
+    batch: int
+    progress: Progress | None
+
+
+def _resume_record(
+    embedder: Embedder, server: ChromaServer | None, rebuild: bool
+) -> dict[str, Any]:
+    """What ``resume.json`` says of a build: a ``.partial`` is resumed only by a build that would
+    write the same thing (same model, format and store), of the same kind: a ``--rebuild``
+    carries on a rebuild; an update carries on an update (a rebuild's partial has less in it
+    than the serving build an update starts from)."""
+    return {
+        "embed_model": embedder.model_name,
+        "format": FORMAT,
+        "store": "embedded" if server is None else f"server {server}",
+        "rebuild": rebuild,
+    }
+
+
+def _take_resumable(
+    builds: Path, embedder: Embedder, server: ChromaServer | None, rebuild: bool
+) -> Path | None:
+    """The newest interrupted build this one can carry on; every other ``.partial`` is deleted."""
+    wanted = _resume_record(embedder, server, rebuild)
+    chosen: Path | None = None
+    for partial in sorted(builds.glob("*.partial"), reverse=True):
+        try:
+            record = json.loads((partial / RESUME_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+        fits = isinstance(record, dict) and all(record.get(k) == v for k, v in wanted.items())
+        if chosen is None and fits:
+            chosen = partial
+        else:
+            _discard_partial(partial, server)
+    return chosen
+
+
+def _discard_partial(partial: Path, server: ChromaServer | None) -> None:
+    shutil.rmtree(partial, ignore_errors=True)
+    _drop_server_collections(server, [partial.name.removesuffix(".partial")])
+
+
+def _open_resumed(folder: Path, names: tuple[str, str], plan: _Plan) -> ClientAPI:
+    """The interrupted build's store, checked to open and answer; raises if it cannot."""
+    server = plan.server
+    client = persistent_client(folder / "chroma") if server is None else server_client(server)
+    probe = [1.0] + [0.0] * (plan.embedder.dimension - 1)
+    try:
+        for store in (ChromaStore(client, names[0]), UnitStore(client, names[1])):
+            if store.count():
+                store.query(probe, 1)
+    except BaseException:
+        release_client(client)
+        raise
+    return client
+
+
+def _open_fresh(folder: Path, names: tuple[str, str], plan: _Plan) -> ClientAPI:
+    """A new build's store: a copy of the previous build's, or empty; marked resumable once
+    the copy is whole."""
     folder.mkdir(parents=True)
-    names = collection_names(build_id, server)
+    prev, server = plan.prev_meta, plan.server
     if server is None:
-        if prev_meta is not None:
-            shutil.copytree(builds / prev_meta.build_id / "chroma", folder / "chroma")
+        if prev is not None:
+            shutil.copytree(plan.builds / prev.build_id / "chroma", folder / "chroma")
         client = persistent_client(folder / "chroma")
     else:
         client = server_client(server)
-        if prev_meta is not None:
-            before = collection_names(prev_meta.build_id, server)
+        if prev is not None:
+            before = collection_names(prev.build_id, server)
             for source, target in zip(before, names, strict=True):
                 copy_collection(client, source, target)
+    record = _resume_record(plan.embedder, server, plan.rebuild)
+    _write_atomic(folder / RESUME_FILE, json.dumps(record))
+    return client
+
+
+def _write_build(
+    folder: Path, chunks: Sequence[Chunk], plan: _Plan, *, resume: bool
+) -> tuple[int, int, int, bool]:
+    """Fill ``folder`` (and, in server mode, the build's collections on the server) with the
+    Chroma collections and BM25 index of ``chunks``, starting from an interrupted build of the
+    same id when ``resume``, otherwise from a copy of the previous build."""
+    names = collection_names(plan.build_id, plan.server)
+    if resume:
+        try:
+            client = _open_resumed(folder, names, plan)
+        except Exception as err:  # half-written by a kill
+            raise _ResumeError(str(err)) from err
+        log.info("resuming the interrupted build %s", plan.build_id)
+    else:
+        client = _open_fresh(folder, names, plan)
     try:
         store = ChromaStore(client, names[0])
         units = UnitStore(client, names[1])
@@ -340,12 +450,16 @@ def _write_build(
         kept = [c for cid, c in wanted.items() if cid in existing]
         _refresh_metadata(store, kept)
         new = [c for cid, c in wanted.items() if cid not in existing]
-        _embed_into(store, units, new, embedder, progress)
+        _embed_into(store, units, new, plan)
     finally:
         release_client(client)
     lexical = LexicalIndex.build([c.chunk_id for c in chunks], [c.embed_text for c in chunks])
     lexical.save(folder / "lexical")
-    return len(new), len(kept), len(gone)
+    return len(new), len(kept), len(gone), resume
+
+
+class _ResumeError(Exception):
+    """The interrupted build cannot be opened: it is deleted and the build starts afresh."""
 
 
 def _refresh_metadata(store: ChromaStore, kept: Sequence[Chunk]) -> None:
@@ -360,33 +474,47 @@ def _refresh_metadata(store: ChromaStore, kept: Sequence[Chunk]) -> None:
         store.update_metadata(stale)
 
 
-def _embed_into(
-    store: ChromaStore,
-    units: UnitStore,
-    chunks: Sequence[Chunk],
-    embedder: Embedder,
-    progress: Progress | None,
-) -> None:
-    """Embed chunks (and their sentences) in batches, writing each batch before the next."""
-    batch = 256
+def _embed_into(store: ChromaStore, units: UnitStore, chunks: Sequence[Chunk], plan: _Plan) -> None:
+    """Embed chunks (and their sentences) batch by batch, writing each batch while the next one
+    is embedded; at most one batch waits in memory. A batch's sentences are written before its
+    chunks, so a chunk in the store always has its sentences (what resuming relies on)."""
     total = len(chunks)
+    progress = plan.progress
     if progress:
         progress("embed", 0, total)
-    for start in range(0, total, batch):
-        part = chunks[start : start + batch]
-        unit_rows = [
-            (unit_id(c.chunk_id, j), c.chunk_id, text)
-            for c in part
-            for j, (text, _) in enumerate(split_units(c.text))
-        ]
-        vectors = embedder.encode([c.embed_text for c in part] + [u[2] for u in unit_rows])
-        units.add(
-            [u[0] for u in unit_rows], [u[1] for u in unit_rows], [u[2] for u in unit_rows],
-            vectors[len(part):],
-        )  # fmt: skip
-        store.add(part, vectors[: len(part)])  # chunks last: a chunk present means its units are
-        if progress:
-            progress("embed", start + len(part), total)
+
+    def write(part: Sequence[Chunk], rows: list[tuple[str, str, str]], vectors: Any) -> int:
+        units.add([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                  vectors[len(part):])  # fmt: skip
+        store.add(part, vectors[: len(part)])
+        return len(part)
+
+    done = 0
+    pending: Future[int] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-write") as writer:
+        try:
+            for start in range(0, total, plan.batch):
+                part = chunks[start : start + plan.batch]
+                rows = [
+                    (unit_id(c.chunk_id, j), c.chunk_id, text)
+                    for c in part
+                    for j, (text, _) in enumerate(split_units(c.text))
+                ]
+                vectors = plan.embedder.encode([c.embed_text for c in part] + [r[2] for r in rows])
+                if pending is not None:
+                    done += pending.result()
+                    if progress:
+                        progress("embed", done, total)
+                pending = writer.submit(write, part, rows, vectors)
+            if pending is not None:
+                done += pending.result()
+                pending = None
+                if progress:
+                    progress("embed", done, total)
+        finally:
+            if pending is not None:  # an error or an interrupt: let the write in flight finish
+                with contextlib.suppress(Exception):
+                    pending.result()
 
 
 def _reason(err: Exception) -> str:

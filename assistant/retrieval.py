@@ -11,6 +11,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
+from assistant.chunking import split_units, unit_id
 from assistant.embeddings import Embedder
 from assistant.index import IndexSnapshot
 from assistant.schema import Chunk, Passage
@@ -62,8 +63,14 @@ def hybrid_search(
     no_dense = [cid for cid in chunks if cid not in dense_score]
     for cid, vec in snapshot.store.embeddings(no_dense).items():
         dense_score[cid] = float(vec @ q)
-    no_unit = [cid for cid in chunks if cid not in unit_score]
-    for uid, vec in snapshot.units.for_chunks(no_unit).items():
+    # sentences of the other candidates, by id (the ids follow from the text: no filter scan)
+    no_unit = [
+        unit_id(cid, j)
+        for cid, c in chunks.items()
+        if cid not in unit_score
+        for j in range(len(split_units(c.text)))
+    ]
+    for uid, vec in snapshot.units.embeddings(no_unit).items():
         cid = uid.rsplit("#", 1)[0]
         unit_score[cid] = max(float(vec @ q), unit_score.get(cid, -1.0))
 

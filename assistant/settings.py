@@ -40,6 +40,9 @@ class Settings:
     max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     embed_batch_size: int = 64
+    #: chunks embedded and written to the store together while indexing (also how much work an
+    #: interrupted build can lose: the batch in flight)
+    index_batch: int = 512
     calibration_file: Path | None = None  # None: the calibration shipped with the package
     host: str = "127.0.0.1"
     port: int = 7860
@@ -80,6 +83,8 @@ class Settings:
             raise ConfigError("ASSISTANT_MAX_FILE_BYTES must be at least 1")
         if self.embed_batch_size < 1:
             raise ConfigError("ASSISTANT_EMBED_BATCH_SIZE must be at least 1")
+        if self.index_batch < 1:
+            raise ConfigError("ASSISTANT_INDEX_BATCH must be at least 1")
         if not 0 < self.port < 65536:
             raise ConfigError(f"ASSISTANT_PORT must be a TCP port (1-65535), not {self.port}")
         if not self.embed_model.strip():

@@ -34,6 +34,7 @@ __all__ = [
     "STORE_IO_ERRORS",
     "ChromaServer",
     "ChromaStore",
+    "ClientAPI",
     "UnitStore",
     "copy_collection",
     "delete_collections",
@@ -289,7 +290,8 @@ class UnitStore:
     ) -> None:
         for start in range(0, len(ids), _BATCH):
             end = start + _BATCH
-            self.collection.add(
+            # upsert: a resumed build may re-add the sentences of a chunk cut off mid-write
+            self.collection.upsert(
                 ids=list(ids[start:end]),
                 embeddings=embeddings[start:end],
                 documents=list(texts[start:end]),

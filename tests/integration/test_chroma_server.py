@@ -134,6 +134,31 @@ def test_index_ask_and_reindex_on_a_chroma_server(
     assert set(collection_names(third.build_id, server)) <= left
 
 
+def test_interrupted_build_on_a_chroma_server_is_resumed(
+    server: ChromaServer, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    corpus, index_dir = _corpus(tmp_path), tmp_path / "index"
+
+    def ctrl_c_after_16(stage: str, done: int, total: int) -> None:
+        if stage == "embed" and done >= 16:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(corpus, index_dir, real_embedder, server=server, batch=8,
+                    progress=ctrl_c_after_16)  # fmt: skip
+    [partial] = (index_dir / "builds").glob("*.partial")
+    build_id = partial.name.removesuffix(".partial")
+    client = server_client(server)
+    kept = client.get_collection(collection_names(build_id, server)[0]).count()
+    assert kept >= 16  # its collections stay on the server for the next build
+
+    report = build_index(corpus, index_dir, real_embedder, server=server, batch=8)
+    assert report.resumed is True
+    assert report.build_id == build_id
+    assert (report.embedded, report.reused) == (report.chunks - kept, kept)
+    assert "209" in _assistant(index_dir, real_embedder, server).ask(CCG).answer
+
+
 def test_an_index_built_for_the_server_is_not_opened_as_embedded(
     server: ChromaServer, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:

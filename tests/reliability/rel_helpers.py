@@ -52,6 +52,7 @@ class Tally:
     errors: int = 0
     kills_survived: int = 0
     bad_inputs_tried: int = 0
+    builds_resumed: int = 0
     #: channel → {"requests", "p50_ms", "p95_ms", "seconds", ...}
     latency: dict[str, dict[str, float]] = field(default_factory=dict)
     used: bool = False
@@ -71,7 +72,8 @@ class Tally:
     def summary(self) -> str:
         return (
             f"reliability: {self.requests_sent} requests sent, {self.errors} errors, "
-            f"{self.kills_survived} kills survived, {self.bad_inputs_tried} bad inputs tried"
+            f"{self.kills_survived} kills survived ({self.builds_resumed} builds resumed), "
+            f"{self.bad_inputs_tried} bad inputs tried"
         )
 
     def to_json(self) -> dict[str, Any]:

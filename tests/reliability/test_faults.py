@@ -6,6 +6,7 @@ where the command can tell, say what went wrong in one line with no traceback.
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -46,6 +47,8 @@ pytestmark = pytest.mark.slow
 
 SEED = 1337
 KILL_LANES = 2  # independent index folders, killed side by side
+#: chunks per write batch: kills land between batches, so a resumed build has work to keep
+KILL_BATCH = "8"
 KILLS_PER_LANE = 3
 #: documents added one per attempt: (file stem, title, text, question, fact the answer holds)
 FACTS = [
@@ -132,7 +135,7 @@ def kill_lane(
     build), where a kill can leave half-written files."""
     rng = random.Random(SEED + lane)
     corpus, index = tmp / "corpus", tmp / "index"
-    env = cli_env(corpus, index, tmp / "data")
+    env = cli_env(corpus, index, tmp / "data", index_batch=KILL_BATCH)
     served = (CCG_QUESTION, CCG_FACT)
     log = []
     kills = 0
@@ -170,10 +173,14 @@ def kill_lane(
             assert_serves(index, embedder, *served)
             assert_does_not_serve(index, embedder, question, fact)
         leftovers = partial_builds(index)
-        # a rerun finishes, clears what the killed build left, and serves the new document
-        rerun = run_cli(["index"], env)
+        resumable = [p for p in leftovers if (index / "builds" / p / "resume.json").is_file()]
+        # a rerun finishes, carries on what the killed build left (or clears it when it was
+        # killed before it could be resumed), and serves the new document
+        rerun = run_cli(["index", "--rebuild"], env)
         assert rerun.returncode in (0, 6), rerun.stderr
         assert "Traceback" not in rerun.stderr
+        resumed = "(resumed an interrupted build)" in rerun.stderr
+        assert resumed == bool(resumable) or "cannot resume" in rerun.stderr, rerun.stderr
         assert partial_builds(index) == []
         assert assert_serving_build_is_whole(index) not in (before, after)
         assert_serves(index, embedder, question, fact)
@@ -185,7 +192,11 @@ def kill_lane(
             else "mid-build, a .partial left behind" if leftovers
             else "before the build started"
         )  # fmt: skip
-        log.append(f"lane {lane}: killed {when} ({landed}); rerun took {rerun.seconds:.1f}s")
+        done = re.search(r"\((\d+) embedded, (\d+) reused", rerun.stderr)
+        how = f"{'resumed' if resumed else 'rebuilt'}: {done[1]} embedded, {done[2]} reused"
+        if resumed:
+            tally.add(builds_resumed=1)
+        log.append(f"lane {lane}: killed {when} ({landed}); rerun {how} in {rerun.seconds:.1f}s")
     return log
 
 
@@ -199,7 +210,9 @@ def test_kill_9_during_indexing(
     # a typical run: one uninterrupted `index --rebuild`, with a new document
     stem, title, text, question, fact = FACTS[0]
     (lanes[0] / "corpus" / f"{stem}.txt").write_text(f"{title}\n\n{text}\n", encoding="utf-8")
-    env = cli_env(lanes[0] / "corpus", lanes[0] / "index", lanes[0] / "data")
+    env = cli_env(
+        lanes[0] / "corpus", lanes[0] / "index", lanes[0] / "data", index_batch=KILL_BATCH
+    )
     typical = timed_index(["index", "--rebuild"], env, lanes[0] / "index", tmp_path / "first.log")
     assert_serves(lanes[0] / "index", real_embedder, question, fact)
     with ThreadPoolExecutor(max_workers=KILL_LANES) as pool:

@@ -206,3 +206,33 @@ def test_index_of_a_missing_corpus_exits_3(
     assert main(["index", "--corpus", str(tmp_path / "missing")]) == 3
     _, err = capsys.readouterr()
     assert "does not exist" in error_line(err)
+
+
+def test_interrupted_index_says_so_and_the_next_run_resumes(
+    tiny_corpus: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fake_model: list[str],
+) -> None:
+    from assistant.store import ChromaStore
+
+    monkeypatch.setenv("ASSISTANT_CORPUS_DIR", str(tiny_corpus))
+    monkeypatch.setenv("ASSISTANT_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("ASSISTANT_EMBED_MODEL", "fake-hash")
+
+    def ctrl_c(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(ChromaStore, "add", ctrl_c)
+        assert main(["index"]) == 130
+    _, err = capsys.readouterr()
+    assert "assistant: interrupted; the previous index keeps serving" in err
+    assert "run `assistant index` again to carry on" in err
+    assert "Traceback" not in err
+
+    assert main(["index"]) == 0
+    _, err = capsys.readouterr()
+    assert "(6 embedded, 0 reused, 0 removed)" in err
+    assert "(resumed an interrupted build)" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -407,7 +408,7 @@ def test_failure_in_a_later_batch_leaves_no_partial_build(
     fake_embedder: FakeEmbedder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Over 256 new chunks: the first batch is written before the second one fails."""
+    """Batches of 100 of 300 new chunks: the first is written before the second one fails."""
     first = current(tiny_index)
     paragraphs = [
         f"Bulletin {i} reports that the harbour committee met and agreed item {i} of the plan "
@@ -417,7 +418,7 @@ def test_failure_in_a_later_batch_leaves_no_partial_build(
     write_corpus(tiny_corpus, {"bulletins.md": "# Bulletins\n\n" + "\n\n".join(paragraphs)})
     fail_on_call(fake_embedder, monkeypatch, fake_embedder.calls + 2, OSError(5, "I/O error"))
     with pytest.raises(IndexBuildError, match="I/O error"):
-        build_index(tiny_corpus, tiny_index, fake_embedder)
+        build_index(tiny_corpus, tiny_index, fake_embedder, batch=100)
     assert_still_serving(tiny_index, first, fake_embedder)
 
 
@@ -495,3 +496,173 @@ def test_concurrent_build_is_refused(
 
 def test_tiny_corpus_files_are_as_written(tiny_corpus: Path) -> None:
     assert sorted(p.name for p in tiny_corpus.iterdir()) == sorted([*TINY_CORPUS, "manifest.json"])
+
+
+# -- resuming an interrupted build ---------------------------------------------------------------
+
+
+def write_bulletins(corpus: Path, n: int = 300) -> None:
+    paragraphs = [
+        f"Bulletin {i} reports that the harbour committee met and agreed item {i} of the plan "
+        f"for the coming season, with the minutes filed as note {i}."
+        for i in range(n)
+    ]
+    write_corpus(corpus, {"bulletins.md": "# Bulletins\n\n" + "\n\n".join(paragraphs)})
+
+
+def interrupt_after(done_at_least: int) -> Callable[[str, int, int], None]:
+    """A progress callback that presses Ctrl-C once ``done_at_least`` chunks are written."""
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "embed" and done >= done_at_least:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+def partials(index_dir: Path) -> list[Path]:
+    return sorted((index_dir / "builds").glob("*.partial"))
+
+
+def assert_whole(index_dir: Path, embedder: FakeEmbedder, chunks: int) -> None:
+    """The serving build has every chunk once and exactly the sentences of its chunks."""
+    snap = open_index(index_dir, embedder.model_name)
+    try:
+        assert snap.store.count() == chunks == len(snap.lexical)
+        stored = snap.store.get(sorted(snap.store.ids()))
+        assert snap.units.count() == sum(len(split_units(c.text)) for c in stored)
+        assert "Bulletin 250 " in top_texts(snap, embedder, "bulletin 250 item 250 note 250", 1)[0]
+    finally:
+        snap.close()
+
+
+def test_interrupted_build_is_resumed_where_it_stopped(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    serving = current(tiny_index)
+    write_bulletins(tiny_corpus)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tiny_corpus, tiny_index, fake_embedder, batch=100,
+                    progress=interrupt_after(100))  # fmt: skip
+    assert current(tiny_index) == serving  # the interrupted build never served
+    [left] = partials(tiny_index)
+    assert (left / "resume.json").is_file()
+
+    encoded = fake_embedder.texts_encoded
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, batch=100)
+    assert report.resumed is True
+    assert report.build_id == left.name.removesuffix(".partial") == current(tiny_index)
+    assert (report.embedded, report.reused) == (200, 106)  # 100 bulletins were already in
+    assert fake_embedder.texts_encoded - encoded < 200 * 3  # 200 chunks and their sentences
+    assert partials(tiny_index) == []
+    assert_whole(tiny_index, fake_embedder, 306)
+
+
+def test_build_cut_between_sentences_and_chunks_resumes_without_duplicates(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Killed after a batch's sentences were written but before its chunks: the resumed build
+    embeds those chunks again and their sentences are replaced, not doubled."""
+    from assistant.store import ChromaStore
+
+    write_bulletins(tiny_corpus)
+    real_add = ChromaStore.add
+    calls = 0
+
+    def add(self: ChromaStore, chunks: Sequence[Any], embeddings: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        real_add(self, chunks, embeddings)
+
+    monkeypatch.setattr(ChromaStore, "add", add)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tiny_corpus, tiny_index, fake_embedder, batch=100)
+    monkeypatch.setattr(ChromaStore, "add", real_add)
+
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, batch=100)
+    assert report.resumed is True
+    assert (report.embedded, report.reused) == (200, 106)
+    assert_whole(tiny_index, fake_embedder, 306)
+
+
+def test_partial_of_another_model_is_deleted_not_resumed(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    write_bulletins(tiny_corpus)
+    other = FakeEmbedder("fake-other")
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tiny_corpus, tiny_index, other, batch=100, progress=interrupt_after(100))
+    [left] = partials(tiny_index)
+
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, batch=100)
+    assert report.resumed is False
+    assert not left.exists()
+    assert (report.embedded, report.reused) == (300, 6)
+    assert_whole(tiny_index, fake_embedder, 306)
+
+
+def test_a_build_resumes_only_an_interrupted_build_of_its_kind(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    write_bulletins(tiny_corpus)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tiny_corpus, tiny_index, fake_embedder, batch=100,
+                    progress=interrupt_after(100))  # fmt: skip
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, batch=100, rebuild=True)
+    assert (report.resumed, report.embedded, report.reused) == (False, 306, 0)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tiny_corpus, tiny_index, fake_embedder, batch=100, rebuild=True,
+                    progress=interrupt_after(100))  # fmt: skip
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, batch=100, rebuild=True)
+    assert (report.resumed, report.embedded, report.reused) == (True, 206, 100)
+    assert_whole(tiny_index, fake_embedder, 306)
+
+    # an update does not carry on a rebuild: the serving build it copies has more in it
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tiny_corpus, tiny_index, fake_embedder, batch=100, rebuild=True,
+                    progress=interrupt_after(100))  # fmt: skip
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, batch=100)
+    assert (report.resumed, report.embedded, report.reused) == (False, 0, 306)
+    assert partials(tiny_index) == []
+
+
+def test_unreadable_interrupted_build_is_started_afresh(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder, caplog: Any
+) -> None:
+    """resume.json is there but the store was half-written: the build starts over, and works."""
+    write_bulletins(tiny_corpus)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tiny_corpus, tiny_index, fake_embedder, batch=100,
+                    progress=interrupt_after(100))  # fmt: skip
+    [left] = partials(tiny_index)
+    for f in (left / "chroma").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\0" * 64)
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, batch=100)
+    assert report.resumed is False
+    assert "cannot resume" in caplog.text
+    assert (report.embedded, report.reused) == (300, 6)
+    assert partials(tiny_index) == []
+    assert_whole(tiny_index, fake_embedder, 306)
+
+
+def test_partial_left_by_a_kill_during_the_copy_is_not_resumed(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    """No resume.json: the copy of the previous build may be incomplete, so it is deleted."""
+    serving = index_build_folder(tiny_index)
+    stale = tiny_index / "builds" / "20990101T000000-deadbeef.partial"
+    shutil.copytree(serving / "chroma", stale / "chroma")
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert report.resumed is False
+    assert not stale.exists()
+
+
+def index_build_folder(index_dir: Path) -> Path:
+    return index_dir / "builds" / current(index_dir)
