@@ -217,3 +217,8 @@ def split_units(text: str) -> list[tuple[str, int | None]]:
 
 def unit_id(chunk_id: str, position: int) -> str:
     return f"{chunk_id}#{position}"
+
+
+def chunk_of_unit(uid: str) -> str:
+    """The chunk id inside a unit id (the inverse of :func:`unit_id`)."""
+    return uid.rsplit("#", 1)[0]

@@ -548,8 +548,8 @@ class IndexSnapshot:
         else:
             self._client = server_client(server)
         chunk_names, unit_names = collection_names(meta.build_id, server)
-        self.store = ChromaStore(self._client, chunk_names)
-        self.units = UnitStore(self._client, unit_names)
+        self.store = ChromaStore(self._client, chunk_names, frozen=True)
+        self.units = UnitStore(self._client, unit_names, frozen=True)
         self.lexical = LexicalIndex.load(folder / "lexical")
 
     @property

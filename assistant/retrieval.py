@@ -11,7 +11,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from assistant.chunking import split_units, unit_id
+from assistant.chunking import chunk_of_unit, split_units, unit_id
 from assistant.embeddings import Embedder
 from assistant.index import IndexSnapshot
 from assistant.schema import Chunk, Passage
@@ -56,13 +56,13 @@ def hybrid_search(
         unit_score[cid] = max(sim, unit_score.get(cid, -1.0))
     lex_score = dict(lexical)
 
-    missing = [cid for cid in dict.fromkeys([*unit_score, *lex_score]) if cid not in chunks]
-    for c in snapshot.store.get(missing):
-        chunks[c.chunk_id] = c
     q = np.asarray(query_vector, dtype=np.float32)
-    no_dense = [cid for cid in chunks if cid not in dense_score]
-    for cid, vec in snapshot.store.embeddings(no_dense).items():
-        dense_score[cid] = float(vec @ q)
+    # candidates found only by their sentences or by BM25: their text and vector in one fetch
+    missing = [cid for cid in dict.fromkeys([*unit_score, *lex_score]) if cid not in chunks]
+    for c, vec in snapshot.store.get_with_embeddings(missing):
+        chunks[c.chunk_id] = c
+        if vec is not None:
+            dense_score[c.chunk_id] = float(vec @ q)
     # sentences of the other candidates, by id (the ids follow from the text: no filter scan)
     no_unit = [
         unit_id(cid, j)
@@ -71,7 +71,7 @@ def hybrid_search(
         for j in range(len(split_units(c.text)))
     ]
     for uid, vec in snapshot.units.embeddings(no_unit).items():
-        cid = uid.rsplit("#", 1)[0]
+        cid = chunk_of_unit(uid)
         unit_score[cid] = max(float(vec @ q), unit_score.get(cid, -1.0))
 
     best_lex = max(lex_score.values(), default=0.0) or 1.0

@@ -21,13 +21,14 @@ from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InternalError as ChromaInternalError
 
+from assistant.chunking import chunk_of_unit
 from assistant.errors import StoreUnavailableError
 from assistant.schema import Chunk
 
 if TYPE_CHECKING:
     from chromadb.api.client import Client
     from chromadb.api.models.Collection import Collection
-    from chromadb.api.types import PyEmbedding, Where
+    from chromadb.api.types import Include, PyEmbedding, Where
     from chromadb.base_types import InclusionExclusionOperator, LiteralValue
 
 __all__ = [
@@ -185,18 +186,38 @@ def _in_chunks(chunk_ids: Sequence[str]) -> Where:
     return {"chunk_id": among}
 
 
+class _Counted:
+    """A collection's size, asked of Chroma each time, or once when the collection is frozen
+    (a finished build's: it never changes, and each count is a round trip)."""
+
+    collection: Collection
+    frozen: bool
+    _size: int | None = None
+
+    def count(self) -> int:
+        if self.frozen and self._size is not None:
+            return self._size
+        size = int(self.collection.count())
+        if self.frozen:
+            self._size = size
+        return size
+
+
 @_guarded
-class ChromaStore:
-    def __init__(self, client: ClientAPI, collection: str = "guidance") -> None:
+class ChromaStore(_Counted):
+    def __init__(
+        self, client: ClientAPI, collection: str = "guidance", *, frozen: bool = False
+    ) -> None:
         if not 3 <= len(collection) <= 512:
             raise ValueError("Chroma collection names need 3-512 characters")
         self.client = client
+        self.frozen = frozen
         self.collection = client.get_or_create_collection(
             collection, metadata={"hnsw:space": "cosine"}
         )
 
     def count(self) -> int:
-        return int(self.collection.count())
+        return super().count()
 
     def ids(self) -> set[str]:
         out: set[str] = set()
@@ -234,14 +255,30 @@ class ChromaStore:
             self.collection.delete(ids=list(ids[start : start + _BATCH]))
 
     def get(self, ids: Sequence[str]) -> list[Chunk]:
+        return [c for c, _ in self.get_with_embeddings(ids, vectors=False)]
+
+    def get_with_embeddings(
+        self, ids: Sequence[str], *, vectors: bool = True
+    ) -> list[tuple[Chunk, np.ndarray[Any, Any] | None]]:
+        """The chunks of ``ids`` that exist, in that order, each with its stored embedding
+        (one round trip for both; None when ``vectors`` is False)."""
         if not ids:
             return []
-        got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
+        fields: Include = ["documents", "metadatas"]
+        if vectors:
+            fields = [*fields, "embeddings"]
+        got = self.collection.get(ids=list(ids), include=fields)
         docs = got["documents"] or []
         metas = got["metadatas"] or []
+        embs: Any = got["embeddings"]
+        if not vectors or embs is None:
+            embs = [None] * len(got["ids"])
         by_id = {
-            cid: Chunk.from_metadata(cid, text, dict(meta or {}))
-            for cid, text, meta in zip(got["ids"], docs, metas, strict=True)
+            cid: (
+                Chunk.from_metadata(cid, text, dict(meta or {})),
+                None if vec is None else np.asarray(vec, dtype=np.float32),
+            )
+            for cid, text, meta, vec in zip(got["ids"], docs, metas, embs, strict=True)
         }
         return [by_id[i] for i in ids if i in by_id]
 
@@ -270,16 +307,19 @@ class ChromaStore:
 
 
 @_guarded
-class UnitStore:
+class UnitStore(_Counted):
     """The sentences (units) of the chunks, embedded on their own, in a second collection."""
 
-    def __init__(self, client: ClientAPI, collection: str = "guidance-units") -> None:
+    def __init__(
+        self, client: ClientAPI, collection: str = "guidance-units", *, frozen: bool = False
+    ) -> None:
+        self.frozen = frozen
         self.collection = client.get_or_create_collection(
             collection, metadata={"hnsw:space": "cosine"}
         )
 
     def count(self) -> int:
-        return int(self.collection.count())
+        return super().count()
 
     def add(
         self,
@@ -308,14 +348,12 @@ class UnitStore:
         if n <= 0:
             return []
         query: list[PyEmbedding] = [list(embedding)]
-        res = self.collection.query(
-            query_embeddings=query, n_results=n, include=["metadatas", "distances"]
-        )
-        metas = (res["metadatas"] or [[]])[0]
+        # the chunk is in the unit's id: no metadata to fetch
+        res = self.collection.query(query_embeddings=query, n_results=n, include=["distances"])
         dists = (res["distances"] or [[]])[0]
         return [
-            (uid, str((meta or {})["chunk_id"]), 1.0 - float(d))
-            for uid, meta, d in zip(res["ids"][0], metas, dists, strict=True)
+            (uid, chunk_of_unit(uid), 1.0 - float(d))
+            for uid, d in zip(res["ids"][0], dists, strict=True)
         ]
 
     def embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
