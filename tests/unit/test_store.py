@@ -1,0 +1,69 @@
+"""The Chroma stores on a real in-memory Chroma: fetching, counting, sentence hits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fakes import FakeEmbedder
+
+from assistant.chunking import unit_id
+from assistant.schema import Chunk, DocInfo
+from assistant.store import ChromaStore, UnitStore, ephemeral_client, release_client
+
+DOC = DocInfo(doc_id="doc", title="Doc", path="doc.md")
+
+
+def chunk(i: int, text: str) -> Chunk:
+    return Chunk(chunk_id=f"doc-{i}", doc=DOC, section="S", text=text, position=i)
+
+
+@pytest.fixture
+def client() -> Iterator[Any]:
+    c = ephemeral_client()
+    for col in c.list_collections():
+        c.delete_collection(col.name)
+    yield c
+    release_client(c)
+
+
+def test_get_with_embeddings_returns_text_and_vector_in_the_order_asked(
+    client: Any, fake_embedder: FakeEmbedder
+) -> None:
+    chunks = [chunk(i, f"Harbour note {i} about ferries and tides.") for i in range(3)]
+    vectors = fake_embedder.encode([c.text for c in chunks])
+    store = ChromaStore(client, "guidance")
+    store.add(chunks, vectors)
+    got = store.get_with_embeddings(["doc-2", "missing", "doc-0"])
+    assert [c.chunk_id for c, _ in got] == ["doc-2", "doc-0"]
+    assert got[0][0].text == chunks[2].text
+    vec = got[0][1]
+    assert vec is not None
+    assert np.allclose(vec, vectors[2], atol=1e-6)
+    assert [c.chunk_id for c in store.get(["doc-1"])] == ["doc-1"]
+
+
+def test_a_frozen_store_counts_once_a_building_one_every_time(client: Any) -> None:
+    vec = np.eye(4, dtype=np.float32)
+    building = ChromaStore(client, "guidance")
+    building.add([chunk(0, "one")], vec[:1])
+    frozen = ChromaStore(client, "guidance", frozen=True)
+    assert frozen.count() == building.count() == 1
+    building.add([chunk(1, "two")], vec[1:2])
+    assert building.count() == 2
+    assert frozen.count() == 1  # a finished build never changes: the first count stands
+
+
+def test_sentence_hits_name_their_chunk_from_the_id(client: Any) -> None:
+    units = UnitStore(client, "guidance-units")
+    vec = np.eye(4, dtype=np.float32)
+    ids = [unit_id("doc#with#hashes-3", 0), unit_id("plain-1", 7)]
+    units.add(ids, ["doc#with#hashes-3", "plain-1"], ["a.", "b."], vec[:2])
+    hits = units.query(vec[1].tolist(), 2)
+    assert [(uid, cid) for uid, cid, _ in hits] == [
+        ("plain-1#7", "plain-1"),
+        ("doc#with#hashes-3#0", "doc#with#hashes-3"),
+    ]
+    assert hits[0][2] == pytest.approx(1.0)
