@@ -175,6 +175,7 @@ def store_seconds(chunks: Sequence[Chunk], vectors: Any) -> float:
     first, then sentences, as :func:`bench_throughput` encodes them), into a fresh Chroma, in
     the build's batches: the part of a build that is neither embedding nor reading."""
     from assistant.chunking import split_units, unit_id
+    from assistant.index import WRITE_BATCH
     from assistant.store import ChromaStore, UnitStore, persistent_client, release_client
 
     rows = [
@@ -190,8 +191,8 @@ def store_seconds(chunks: Sequence[Chunk], vectors: Any) -> float:
             store = ChromaStore(client, "guidance")
             units = UnitStore(client, "guidance-units")
             u = 0
-            for start in range(0, len(chunks), 256):
-                part = chunks[start : start + 256]
+            for start in range(0, len(chunks), WRITE_BATCH):
+                part = chunks[start : start + WRITE_BATCH]
                 n_units = sum(len(split_units(c.text)) for c in part)
                 part_rows = rows[u : u + n_units]
                 units.add(
@@ -1004,6 +1005,7 @@ def main() -> int:
             model = raw_model()
             results["throughput"] = bench_throughput(embedder, model, pages_cache)
             del model
+        _write(results)  # kept even if a long size is stopped part-way
         chunks_per_s = float(results["throughput"]["build_chunks_per_s"])
     elif results.get("throughput"):
         chunks_per_s = float(results["throughput"]["build_chunks_per_s"])
