@@ -12,7 +12,9 @@ import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from assistant.answer import AnswerDraft, ExtractiveAnswerer, split_question
 from assistant.calibration import Calibration
@@ -261,19 +263,28 @@ class Assistant:
         vector = vectors[0].tolist()
         candidates = self.retriever.candidates
         # one snapshot for the whole question, even if a new build becomes current meanwhile
-        passages = hybrid_search(snapshot, search_query, vector, self.top_k, candidates=candidates)
+        seen: dict[str, np.ndarray[Any, Any]] = {}  # sentence vectors retrieval fetched
+        passages = hybrid_search(snapshot, search_query, vector, self.top_k,
+                                 candidates=candidates, sentence_vectors=seen)  # fmt: skip
         part_queries: list[tuple[str, list[float]]] = []
         extra: list[Passage] = []
         for part, vec in zip(parts, vectors[1:], strict=True):
             part_queries.append((part, vec.tolist()))
-            extra.extend(hybrid_search(snapshot, part, vec.tolist(), 1, candidates=candidates))
+            extra.extend(hybrid_search(snapshot, part, vec.tolist(), 1, candidates=candidates,
+                                       sentence_vectors=seen))  # fmt: skip
         retrieved = time.perf_counter()
+
+        def sentence_vectors(ids: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
+            found = {i: seen[i] for i in ids if i in seen}
+            rest = [i for i in ids if i not in found]
+            return {**found, **snapshot.units.embeddings(rest)} if rest else found
+
         draft = self.answerer.draft(
             search_query,
             vector,
             passages,
             snapshot.lexical,
-            snapshot.units.embeddings,
+            sentence_vectors,
             parts=part_queries,
             extra=extra,
         )
