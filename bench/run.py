@@ -1000,7 +1000,7 @@ def main() -> int:
     questions = latency_questions(cases, n_questions)
     timings: dict[str, float] = {}
     chunks_per_s: float | None = None
-    if labels != ["seed"]:
+    if labels != ["seed"] and os.environ.get("BENCH_THROUGHPUT", "1") != "0":
         with _step("throughput", timings):
             model = raw_model()
             results["throughput"] = bench_throughput(embedder, model, pages_cache)
