@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REAL_CORPUS
 from test_cli_subprocess import base_env, cli
 
 from assistant.embeddings import BUNDLED_MODEL
 from assistant.index import open_index
 
 pytestmark = pytest.mark.slow
+
+REAL_CORPUS = Path(__file__).resolve().parents[2] / "corpus"
 
 BATCH = 8
 PROGRESS = re.compile(r"embedding chunks:.*?(\d+)/(\d+)")
