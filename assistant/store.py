@@ -186,6 +186,7 @@ def _in_chunks(chunk_ids: Sequence[str]) -> Where:
     return {"chunk_id": among}
 
 
+@_guarded
 class _Counted:
     """A collection's size, asked of Chroma each time, or once when the collection is frozen
     (a finished build's: it never changes, and each count is a round trip)."""
@@ -215,9 +216,6 @@ class ChromaStore(_Counted):
         self.collection = client.get_or_create_collection(
             collection, metadata={"hnsw:space": "cosine"}
         )
-
-    def count(self) -> int:
-        return super().count()
 
     def ids(self) -> set[str]:
         out: set[str] = set()
@@ -317,9 +315,6 @@ class UnitStore(_Counted):
         self.collection = client.get_or_create_collection(
             collection, metadata={"hnsw:space": "cosine"}
         )
-
-    def count(self) -> int:
-        return super().count()
 
     def add(
         self,
