@@ -7,6 +7,7 @@ Layout under the index folder::
     builds/<id>/meta.json    embedding model, files and their hashes, counts
     builds/<id>/chroma/      the Chroma collection (embedded mode)
     builds/<id>/lexical/     the BM25 index over the same chunks
+    builds/<id>/sentences/   the chunks' sentence vectors (see :mod:`assistant.vectors`)
     builds/<id>.partial/     a build in progress (its resume.json: what it was started for)
 
 A build starts from a copy of the serving one, re-embeds only chunks whose text is new, deletes
@@ -19,6 +20,9 @@ are written after their sentences, so a chunk that is there is whole. A ``.parti
 ``resume.json`` (killed while copying the previous build), started for another model or store
 or by the other kind of build (``--rebuild`` or not), or that cannot be opened, is deleted
 instead. A build that fails with an error deletes its own.
+
+Indexes of format 1 kept the sentence vectors in a second Chroma collection. They still serve;
+the next build copies their vectors into ``sentences/`` without re-embedding anything.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from assistant.chunking import chunk_documents, split_units, unit_id
+from assistant.chunking import chunk_documents, split_units
 from assistant.embeddings import Embedder
 from assistant.errors import (
     IndexBuildError,
@@ -63,17 +67,21 @@ from assistant.store import (
     release_client,
     server_client,
 )
+from assistant.vectors import FOLDER as SENTENCES
+from assistant.vectors import SentenceSource, SentenceVectors, SentenceWriter
 
 __all__ = ["BuildMeta", "BuildReport", "IndexHandle", "IndexSnapshot", "build_index", "open_index"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+#: 2: sentence vectors in ``sentences/``; 1: in a second Chroma collection (still readable)
+FORMAT = 2
+_READABLE_FORMATS = (1, 2)
 RESUME_FILE = "resume.json"
 #: chunks embedded and written together; the next batch is embedded while one is written
 WRITE_BATCH = 512
 COLLECTION = "guidance"
-UNITS_COLLECTION = "guidance-units"
+UNITS_COLLECTION = "guidance-units"  # format 1 only
 _KEEP_OLD_BUILDS = 1  # builds kept besides the serving one, for readers still using them
 #: failures writing a build (a full disk, a read-only folder): reported, the previous one serves
 _WRITE_ERRORS: tuple[type[Exception], ...] = (OSError, *STORE_IO_ERRORS)
@@ -115,8 +123,9 @@ class BuildReport:
 
 
 def collection_names(build_id: str, server: ChromaServer | None) -> tuple[str, str]:
-    """The chunk and sentence collections of a build: fixed names in the build's own embedded
-    store; on a Chroma server, named after the build so builds can sit side by side."""
+    """The chunk collection of a build and the sentence collection builds of format 1 had:
+    fixed names in the build's own embedded store; on a Chroma server, named after the build so
+    builds can sit side by side."""
     if server is None:
         return COLLECTION, UNITS_COLLECTION
     return f"{COLLECTION}-{build_id}", f"{UNITS_COLLECTION}-{build_id}"
@@ -317,9 +326,12 @@ def _usable_previous(
     if meta.store != ("embedded" if server is None else "server"):
         log.info("the store changed (%s before): re-embedding everything", meta.store)
         return None
-    if meta.embed_model != embedder.model_name or meta.format != FORMAT:
+    if meta.embed_model != embedder.model_name:
         log.info("embedding model changed (%s → %s): re-embedding everything",
                  meta.embed_model, embedder.model_name)  # fmt: skip
+        return None
+    if meta.format not in _READABLE_FORMATS:
+        log.info("index format %s cannot be read: re-embedding everything", meta.format)
         return None
     return meta
 
@@ -395,9 +407,9 @@ def _open_resumed(folder: Path, names: tuple[str, str], plan: _Plan) -> ClientAP
     client = persistent_client(folder / "chroma") if server is None else server_client(server)
     probe = [1.0] + [0.0] * (plan.embedder.dimension - 1)
     try:
-        for store in (ChromaStore(client, names[0]), UnitStore(client, names[1])):
-            if store.count():
-                store.query(probe, 1)
+        store = ChromaStore(client, names[0])
+        if store.count():
+            store.query(probe, 1)
     except BaseException:
         release_client(client)
         raise
@@ -410,15 +422,18 @@ def _open_fresh(folder: Path, names: tuple[str, str], plan: _Plan) -> ClientAPI:
     folder.mkdir(parents=True)
     prev, server = plan.prev_meta, plan.server
     if server is None:
-        if prev is not None:
+        if prev is not None and prev.format >= 2:
             shutil.copytree(plan.builds / prev.build_id / "chroma", folder / "chroma")
         client = persistent_client(folder / "chroma")
+        if prev is not None and prev.format < 2:
+            # the chunks only: a copied sentence collection, once deleted, would leave its
+            # files behind (chromadb does not remove a deleted collection's folder)
+            with _previous_client(plan) as old:
+                copy_collection(old, COLLECTION, COLLECTION, into=client)
     else:
         client = server_client(server)
-        if prev is not None:
-            before = collection_names(prev.build_id, server)
-            for source, target in zip(before, names, strict=True):
-                copy_collection(client, source, target)
+        if prev is not None:  # the chunks only: a format-1 build's sentences are read in place
+            copy_collection(client, collection_names(prev.build_id, server)[0], names[0])
     record = _resume_record(plan.embedder, server, plan.rebuild)
     _write_atomic(folder / RESUME_FILE, json.dumps(record))
     return client
@@ -427,9 +442,10 @@ def _open_fresh(folder: Path, names: tuple[str, str], plan: _Plan) -> ClientAPI:
 def _write_build(
     folder: Path, chunks: Sequence[Chunk], plan: _Plan, *, resume: bool
 ) -> tuple[int, int, int, bool]:
-    """Fill ``folder`` (and, in server mode, the build's collections on the server) with the
-    Chroma collections and BM25 index of ``chunks``, starting from an interrupted build of the
-    same id when ``resume``, otherwise from a copy of the previous build."""
+    """Fill ``folder`` (and, in server mode, the build's collection on the server) with the
+    Chroma collection, sentence vectors and BM25 index of ``chunks``, starting from an
+    interrupted build of the same id when ``resume``, otherwise from a copy of the previous
+    build."""
     names = collection_names(plan.build_id, plan.server)
     if resume:
         try:
@@ -439,19 +455,28 @@ def _write_build(
         log.info("resuming the interrupted build %s", plan.build_id)
     else:
         client = _open_fresh(folder, names, plan)
+    sentences = SentenceWriter(folder / SENTENCES, plan.embedder.dimension)
     try:
         store = ChromaStore(client, names[0])
-        units = UnitStore(client, names[1])
         wanted = {c.chunk_id: c for c in chunks}
         existing = store.ids()
         gone = sorted(existing - wanted.keys())
         store.delete(gone)
-        units.delete_for_chunks(gone)
+        # chunks kept without their sentence vectors yet: copied from the previous build, or
+        # (where it lacks them) embedded again like new ones
+        unsure = [wanted[cid] for cid in sorted(existing & wanted.keys())
+                  if not sentences.has(cid)]  # fmt: skip
+        if unsure:
+            lacking = _copy_sentences(sentences, unsure, plan)
+            store.delete(lacking)
+            existing -= set(lacking)
         kept = [c for cid, c in wanted.items() if cid in existing]
         _refresh_metadata(store, kept)
         new = [c for cid, c in wanted.items() if cid not in existing]
-        _embed_into(store, units, new, plan)
+        _embed_into(store, sentences, new, plan)
+        sentences.keep_only(set(wanted))
     finally:
+        sentences.close()
         release_client(client)
     lexical = LexicalIndex.build([c.chunk_id for c in chunks], [c.embed_text for c in chunks])
     lexical.save(folder / "lexical")
@@ -474,7 +499,39 @@ def _refresh_metadata(store: ChromaStore, kept: Sequence[Chunk]) -> None:
         store.update_metadata(stale)
 
 
-def _embed_into(store: ChromaStore, units: UnitStore, chunks: Sequence[Chunk], plan: _Plan) -> None:
+def _copy_sentences(sentences: SentenceWriter, chunks: Sequence[Chunk], plan: _Plan) -> list[str]:
+    """Copy the sentence vectors of ``chunks`` from the previous build (its ``sentences/``, or
+    its Chroma collection if it is of format 1); returns the ids of chunks it lacks them for."""
+    prev = plan.prev_meta
+    pairs = [(c.chunk_id, len(split_units(c.text))) for c in chunks]
+    if prev is None:
+        return [cid for cid, _ in pairs]
+    if prev.format >= 2:
+        source = SentenceVectors(plan.builds / prev.build_id / SENTENCES, prev.dimension)
+        return sentences.copy_from(source, pairs)
+    log.info("moving the sentence vectors of build %s out of Chroma", prev.build_id)
+    with _previous_client(plan) as old:
+        name = collection_names(prev.build_id, plan.server)[1]
+        return sentences.copy_from(UnitStore(old, name, frozen=True), pairs)
+
+
+@contextlib.contextmanager
+def _previous_client(plan: _Plan) -> Iterator[ClientAPI]:
+    """A client of the previous build's store (read only: its own folder, or the server)."""
+    assert plan.prev_meta is not None
+    if plan.server is not None:
+        client = server_client(plan.server)
+    else:
+        client = persistent_client(plan.builds / plan.prev_meta.build_id / "chroma")
+    try:
+        yield client
+    finally:
+        release_client(client)
+
+
+def _embed_into(
+    store: ChromaStore, sentences: SentenceWriter, chunks: Sequence[Chunk], plan: _Plan
+) -> None:
     """Embed chunks (and their sentences) batch by batch, writing each batch while the next one
     is embedded; at most one batch waits in memory. A batch's sentences are written before its
     chunks, so a chunk in the store always has its sentences (what resuming relies on)."""
@@ -483,9 +540,8 @@ def _embed_into(store: ChromaStore, units: UnitStore, chunks: Sequence[Chunk], p
     if progress:
         progress("embed", 0, total)
 
-    def write(part: Sequence[Chunk], rows: list[tuple[str, str, str]], vectors: Any) -> int:
-        units.add([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                  vectors[len(part):])  # fmt: skip
+    def write(part: Sequence[Chunk], counts: list[tuple[str, int]], vectors: Any) -> int:
+        sentences.add(counts, vectors[len(part) :])
         store.add(part, vectors[: len(part)])
         return len(part)
 
@@ -495,17 +551,16 @@ def _embed_into(store: ChromaStore, units: UnitStore, chunks: Sequence[Chunk], p
         try:
             for start in range(0, total, plan.batch):
                 part = chunks[start : start + plan.batch]
-                rows = [
-                    (unit_id(c.chunk_id, j), c.chunk_id, text)
-                    for c in part
-                    for j, (text, _) in enumerate(split_units(c.text))
-                ]
-                vectors = plan.embedder.encode([c.embed_text for c in part] + [r[2] for r in rows])
+                units = [[text for text, _ in split_units(c.text)] for c in part]
+                counts = [(c.chunk_id, len(u)) for c, u in zip(part, units, strict=True)]
+                vectors = plan.embedder.encode(
+                    [c.embed_text for c in part] + [t for u in units for t in u]
+                )
                 if pending is not None:
                     done += pending.result()
                     if progress:
                         progress("embed", done, total)
-                pending = writer.submit(write, part, rows, vectors)
+                pending = writer.submit(write, part, counts, vectors)
             if pending is not None:
                 done += pending.result()
                 pending = None
@@ -549,7 +604,11 @@ class IndexSnapshot:
             self._client = server_client(server)
         chunk_names, unit_names = collection_names(meta.build_id, server)
         self.store = ChromaStore(self._client, chunk_names, frozen=True)
-        self.units = UnitStore(self._client, unit_names, frozen=True)
+        self.units: SentenceSource = (
+            SentenceVectors(folder / SENTENCES, meta.dimension)
+            if meta.format >= 2
+            else UnitStore(self._client, unit_names, frozen=True)  # until the next build
+        )
         self.lexical = LexicalIndex.load(folder / "lexical")
 
     @property
@@ -594,6 +653,11 @@ def open_index(
             f"the index in {index_dir} was built with embedding model {meta.embed_model!r} but "
             f"{embed_model!r} is configured (ASSISTANT_EMBED_MODEL); rebuild with "
             "`assistant index --rebuild` or configure the model the index was built with"
+        )
+    if meta.format not in _READABLE_FORMATS:
+        raise IndexNotBuiltError(
+            f"the index in {index_dir} is of format {meta.format}, which this version cannot "
+            "read; rebuild it with `assistant index --rebuild`"
         )
     wanted = "embedded" if server is None else "server"
     if meta.store != wanted:

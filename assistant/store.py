@@ -21,15 +21,13 @@ from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InternalError as ChromaInternalError
 
-from assistant.chunking import chunk_of_unit
 from assistant.errors import StoreUnavailableError
 from assistant.schema import Chunk
 
 if TYPE_CHECKING:
     from chromadb.api.client import Client
     from chromadb.api.models.Collection import Collection
-    from chromadb.api.types import Include, PyEmbedding, Where
-    from chromadb.base_types import InclusionExclusionOperator, LiteralValue
+    from chromadb.api.types import Include, PyEmbedding
 
 __all__ = [
     "STORE_IO_ERRORS",
@@ -124,11 +122,14 @@ def heartbeat(client: ClientAPI, server: ChromaServer) -> None:
 
 
 @_server_errors
-def copy_collection(client: ClientAPI, source: str, target: str) -> int:
+def copy_collection(
+    client: ClientAPI, source: str, target: str, into: ClientAPI | None = None
+) -> int:
     """Copy every record (ids, vectors, texts, metadata) of ``source`` into a new ``target``
-    collection, page by page, without re-embedding; returns the count."""
+    collection (of ``into``, another client, when given), page by page, without re-embedding;
+    returns the count."""
     src = client.get_collection(source)
-    dst = client.get_or_create_collection(target, metadata={"hnsw:space": "cosine"})
+    dst = (into or client).get_or_create_collection(target, metadata={"hnsw:space": "cosine"})
     copied = 0
     while True:
         page = src.get(
@@ -178,12 +179,6 @@ def _embeddings_by_id(
     if vecs is None:
         return {}
     return {cid: np.asarray(v, dtype=np.float32) for cid, v in zip(got["ids"], vecs, strict=True)}
-
-
-def _in_chunks(chunk_ids: Sequence[str]) -> Where:
-    """A filter for the units of the given chunks."""
-    among: dict[InclusionExclusionOperator, list[LiteralValue]] = {"$in": list(chunk_ids)}
-    return {"chunk_id": among}
 
 
 @_guarded
@@ -306,7 +301,8 @@ class ChromaStore(_Counted):
 
 @_guarded
 class UnitStore(_Counted):
-    """The sentences (units) of the chunks, embedded on their own, in a second collection."""
+    """The sentences (units) of the chunks, in the second collection that indexes of format 1
+    kept them in: read until the next build moves them to :mod:`assistant.vectors`."""
 
     def __init__(
         self, client: ClientAPI, collection: str = "guidance-units", *, frozen: bool = False
@@ -316,53 +312,5 @@ class UnitStore(_Counted):
             collection, metadata={"hnsw:space": "cosine"}
         )
 
-    def add(
-        self,
-        ids: Sequence[str],
-        chunk_ids: Sequence[str],
-        texts: Sequence[str],
-        embeddings: np.ndarray[Any, Any],
-    ) -> None:
-        for start in range(0, len(ids), _BATCH):
-            end = start + _BATCH
-            # upsert: a resumed build may re-add the sentences of a chunk cut off mid-write
-            self.collection.upsert(
-                ids=list(ids[start:end]),
-                embeddings=embeddings[start:end],
-                documents=list(texts[start:end]),
-                metadatas=[{"chunk_id": c} for c in chunk_ids[start:end]],
-            )
-
-    def delete_for_chunks(self, chunk_ids: Sequence[str]) -> None:
-        for start in range(0, len(chunk_ids), 500):
-            self.collection.delete(where=_in_chunks(chunk_ids[start : start + 500]))
-
-    def query(self, embedding: Sequence[float], k: int) -> list[tuple[str, str, float]]:
-        """(unit id, chunk id, cosine similarity) of the ``k`` nearest units, best first."""
-        n = min(k, self.count())
-        if n <= 0:
-            return []
-        query: list[PyEmbedding] = [list(embedding)]
-        # the chunk is in the unit's id: no metadata to fetch
-        res = self.collection.query(query_embeddings=query, n_results=n, include=["distances"])
-        dists = (res["distances"] or [[]])[0]
-        return [
-            (uid, chunk_of_unit(uid), 1.0 - float(d))
-            for uid, d in zip(res["ids"][0], dists, strict=True)
-        ]
-
     def embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
         return _embeddings_by_id(self.collection, ids)
-
-    def for_chunks(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray[Any, Any]]:
-        """Embeddings of every unit of the given chunks, by unit id."""
-        out: dict[str, np.ndarray[Any, Any]] = {}
-        for start in range(0, len(chunk_ids), 500):
-            where = _in_chunks(chunk_ids[start : start + 500])
-            got = self.collection.get(where=where, include=["embeddings"])
-            vecs = got["embeddings"]
-            if vecs is None:
-                continue
-            for uid, v in zip(got["ids"], vecs, strict=True):
-                out[uid] = np.asarray(v, dtype=np.float32)
-        return out

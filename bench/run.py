@@ -172,39 +172,32 @@ def corpus_chunks(corpus: Path) -> list[Chunk]:
 
 def store_seconds(chunks: Sequence[Chunk], vectors: Any) -> float:
     """Seconds to write ``chunks`` and their sentences, already embedded (``vectors``: chunks
-    first, then sentences, as :func:`bench_throughput` encodes them), into a fresh Chroma, in
-    the build's batches: the part of a build that is neither embedding nor reading."""
-    from assistant.chunking import split_units, unit_id
+    first, then sentences, as :func:`bench_throughput` encodes them), into a fresh Chroma and
+    sentence file, in the build's batches: the part of a build that is neither embedding nor
+    reading."""
+    from assistant.chunking import split_units
     from assistant.index import WRITE_BATCH
-    from assistant.store import ChromaStore, UnitStore, persistent_client, release_client
+    from assistant.store import ChromaStore, persistent_client, release_client
+    from assistant.vectors import SentenceWriter
 
-    rows = [
-        (unit_id(c.chunk_id, j), c.chunk_id, text)
-        for c in chunks
-        for j, (text, _) in enumerate(split_units(c.text))
-    ]
     chunk_vecs, unit_vecs = vectors[: len(chunks)], vectors[len(chunks) :]
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         client = persistent_client(Path(tmp) / "chroma")
+        sentences = SentenceWriter(Path(tmp) / "sentences", chunk_vecs.shape[1])
         try:
             t0 = time.perf_counter()
             store = ChromaStore(client, "guidance")
-            units = UnitStore(client, "guidance-units")
             u = 0
             for start in range(0, len(chunks), WRITE_BATCH):
                 part = chunks[start : start + WRITE_BATCH]
-                n_units = sum(len(split_units(c.text)) for c in part)
-                part_rows = rows[u : u + n_units]
-                units.add(
-                    [r[0] for r in part_rows],
-                    [r[1] for r in part_rows],
-                    [r[2] for r in part_rows],
-                    unit_vecs[u : u + n_units],
-                )
+                counts = [(c.chunk_id, len(split_units(c.text))) for c in part]
+                n_units = sum(n for _, n in counts)
+                sentences.add(counts, unit_vecs[u : u + n_units])
                 store.add(part, chunk_vecs[start : start + len(part)])
                 u += n_units
             return time.perf_counter() - t0
         finally:
+            sentences.close()
             release_client(client)
 
 

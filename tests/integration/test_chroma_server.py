@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from legacy import to_format_1
 from servers import free_port, running_app
 
 from assistant.calibration import Calibration
@@ -104,12 +105,12 @@ def test_index_ask_and_reindex_on_a_chroma_server(
     corpus, index_dir = _corpus(tmp_path), tmp_path / "index"
     first = build_index(corpus, index_dir, real_embedder, server=server)
     assert (first.embedded, first.reused) == (first.chunks, 0)
-    names = collection_names(first.build_id, server)
+    name = collection_names(first.build_id, server)[0]
     client = server_client(server)
-    assert {c.name for c in client.list_collections()} >= set(names)
-    assert not (
-        index_dir / "builds" / first.build_id / "chroma"
-    ).exists()  # nothing embedded locally
+    assert name in {c.name for c in client.list_collections()}
+    folder = index_dir / "builds" / first.build_id
+    assert not (folder / "chroma").exists()  # the passages' vectors are on the server
+    assert (folder / "sentences" / "vectors.f16").stat().st_size > 0  # sentences beside BM25
     assert (
         json.loads((index_dir / "builds" / first.build_id / "meta.json").read_text())["store"]
         == "server"
@@ -130,8 +131,8 @@ def test_index_ask_and_reindex_on_a_chroma_server(
     assert "ninth Thursday" in quokka.answer
     # the first build is two builds old now: its collections are gone from the server
     left = {c.name for c in client.list_collections()}
-    assert not set(names) & left
-    assert set(collection_names(third.build_id, server)) <= left
+    assert name not in left
+    assert collection_names(third.build_id, server)[0] in left
 
 
 def test_interrupted_build_on_a_chroma_server_is_resumed(
@@ -236,3 +237,25 @@ def test_cli_and_app_in_server_mode_survive_the_server_going_away(tmp_path: Path
             assert "209" in back.json()["answer"]
     finally:
         chroma.stop()
+
+
+def test_format_1_index_on_a_chroma_server_is_moved_without_embedding(
+    server: ChromaServer, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """An index of format 1 kept its sentence vectors in a second server collection: it still
+    answers, and the next build copies them into the build folder instead of embedding."""
+    corpus, index_dir = _corpus(tmp_path), tmp_path / "index"
+    first = build_index(corpus, index_dir, real_embedder, server=server)
+    client = server_client(server)
+    units = collection_names(first.build_id, server)[1]
+    moved = to_format_1(index_dir / "builds" / first.build_id, client, units)
+    assert moved > first.chunks
+    assert "209" in _assistant(index_dir, real_embedder, server).ask(CCG).answer
+
+    second = build_index(corpus, index_dir, real_embedder, server=server)
+    assert (second.embedded, second.reused) == (0, first.chunks)
+    handle = IndexHandle(index_dir, real_embedder.model_name, server)
+    assert handle.get().units.count() == moved
+    assert "209" in Assistant(handle, real_embedder, calibration=Calibration.load()).ask(CCG).answer
+    names = {c.name for c in client.list_collections()}
+    assert collection_names(second.build_id, server)[1] not in names  # no sentence collection

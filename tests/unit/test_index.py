@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 from fakes import TINY_CORPUS, TINY_MANIFEST, FakeEmbedder, write_corpus
+from legacy import to_format_1
 
-from assistant.chunking import split_units
+from assistant.chunking import split_units, unit_id
 from assistant.errors import (
     CorpusError,
     IndexBuildError,
@@ -24,6 +25,8 @@ from assistant.errors import (
 )
 from assistant.index import BuildMeta, IndexHandle, IndexSnapshot, build_index, open_index
 from assistant.retrieval import hybrid_search
+from assistant.store import persistent_client, release_client
+from assistant.vectors import SentenceVectors
 
 NEW_LIGHTHOUSE = (
     "Lighthouse keepers polish the brass telescopes every morning and report storms to the "
@@ -67,6 +70,19 @@ def edit_lighthouses(corpus: Path) -> None:
 
 
 # -- building -------------------------------------------------------------------------------------
+
+
+def assert_sentences_match(snap: IndexSnapshot, embedder: FakeEmbedder) -> None:
+    """Every stored chunk has exactly its own sentences' vectors, in order, and no more."""
+    stored = snap.store.get(sorted(snap.store.ids()))
+    assert snap.units.count() == sum(len(split_units(c.text)) for c in stored)
+    for c in stored:
+        texts = [t for t, _ in split_units(c.text)]
+        ids = [unit_id(c.chunk_id, j) for j in range(len(texts))]
+        got = snap.units.embeddings(ids)
+        assert list(got) == ids
+        want = embedder.encode(texts)
+        assert np.abs(np.stack([got[i] for i in ids]) - want).max() < 2e-3, c.chunk_id
 
 
 def test_build_makes_current_point_to_a_finished_build(
@@ -160,9 +176,9 @@ def test_editing_one_file_re_embeds_only_its_changed_chunks(
     assert old_chunk.chunk_id not in new_ids
     assert len(new_ids - old_ids) == 1
     assert after.store.get([old_chunk.chunk_id]) == []
-    assert after.units.for_chunks([old_chunk.chunk_id]) == {}
-    chunks = after.store.get(sorted(new_ids))
-    assert after.units.count() == sum(len(split_units(c.text)) for c in chunks)
+    assert isinstance(after.units, SentenceVectors)
+    assert after.units.chunks() == new_ids  # the old chunk's sentences went with it
+    assert_sentences_match(after, fake_embedder)
     assert top_texts(after, fake_embedder, "brass telescopes storms coastguard", 1) == [
         NEW_LIGHTHOUSE
     ]
@@ -529,8 +545,7 @@ def assert_whole(index_dir: Path, embedder: FakeEmbedder, chunks: int) -> None:
     snap = open_index(index_dir, embedder.model_name)
     try:
         assert snap.store.count() == chunks == len(snap.lexical)
-        stored = snap.store.get(sorted(snap.store.ids()))
-        assert snap.units.count() == sum(len(split_units(c.text)) for c in stored)
+        assert_sentences_match(snap, embedder)
         assert "Bulletin 250 " in top_texts(snap, embedder, "bulletin 250 item 250 note 250", 1)[0]
     finally:
         snap.close()
@@ -666,3 +681,67 @@ def test_partial_left_by_a_kill_during_the_copy_is_not_resumed(
 
 def index_build_folder(index_dir: Path) -> Path:
     return index_dir / "builds" / current(index_dir)
+
+
+def test_resumed_build_whose_sentence_file_was_lost_embeds_or_copies_them_again(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    """Chunks in the store without sentence vectors (the file lost after the chunks were
+    written): copied from the previous build where it has them, otherwise embedded again."""
+    write_bulletins(tiny_corpus)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(tiny_corpus, tiny_index, fake_embedder, batch=100,
+                    progress=interrupt_after(100))  # fmt: skip
+    [left] = partials(tiny_index)
+    shutil.rmtree(left / "sentences")
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, batch=100)
+    assert report.resumed is True
+    assert (report.embedded, report.reused) == (300, 6)  # the 6 copied, the 100 bulletins redone
+    assert_whole(tiny_index, fake_embedder, 306)
+
+
+# -- indexes of format 1 (sentence vectors in a Chroma collection) -------------------------------
+
+
+def test_format_1_index_serves_and_the_next_build_moves_its_sentences_without_embedding(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    open_snapshot: Callable[[Path], IndexSnapshot],
+) -> None:
+    old = index_build_folder(tiny_index)
+    client = persistent_client(old / "chroma")
+    try:
+        moved = to_format_1(old, client, "guidance-units")
+    finally:
+        release_client(client)
+    assert moved > 6
+    serving = open_snapshot(tiny_index)
+    assert not isinstance(serving.units, SentenceVectors)
+    assert_sentences_match(serving, fake_embedder)
+    assert "lamps" in top_texts(serving, fake_embedder, "lamps inspected every evening", 1)[0]
+
+    encoded = fake_embedder.texts_encoded
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    assert (report.embedded, report.reused, report.removed) == (0, 6, 0)
+    assert fake_embedder.texts_encoded == encoded  # nothing embedded again
+    new = open_snapshot(tiny_index)
+    assert BuildMeta.read(index_build_folder(tiny_index)).format == 2
+    assert isinstance(new.units, SentenceVectors)
+    assert new.units.count() == moved
+    assert_sentences_match(new, fake_embedder)
+    chroma = index_build_folder(tiny_index) / "chroma"
+    client = persistent_client(chroma)
+    try:  # no sentence collection in the new build, nor files of one
+        assert [c.name for c in client.list_collections()] == ["guidance"]
+    finally:
+        release_client(client)
+    assert len([p for p in chroma.iterdir() if p.is_dir()]) == 1  # the chunks' vectors only
+
+
+def test_index_of_an_unknown_format_says_rebuild(tiny_index: Path) -> None:
+    meta_path = index_build_folder(tiny_index) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(IndexNotBuiltError, match=r"format 99.*--rebuild"):
+        open_index(tiny_index, "fake-hash")

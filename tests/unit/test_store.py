@@ -56,14 +56,13 @@ def test_a_frozen_store_counts_once_a_building_one_every_time(client: Any) -> No
     assert frozen.count() == 1  # a finished build never changes: the first count stands
 
 
-def test_sentence_hits_name_their_chunk_from_the_id(client: Any) -> None:
-    units = UnitStore(client, "guidance-units")
+def test_sentences_of_a_format_1_index_are_read_by_id(client: Any) -> None:
+    """Indexes of format 1 kept sentence vectors in a collection; they are read until rebuilt."""
     vec = np.eye(4, dtype=np.float32)
     ids = [unit_id("doc#with#hashes-3", 0), unit_id("plain-1", 7)]
-    units.add(ids, ["doc#with#hashes-3", "plain-1"], ["a.", "b."], vec[:2])
-    hits = units.query(vec[1].tolist(), 2)
-    assert [(uid, cid) for uid, cid, _ in hits] == [
-        ("plain-1#7", "plain-1"),
-        ("doc#with#hashes-3#0", "doc#with#hashes-3"),
-    ]
-    assert hits[0][2] == pytest.approx(1.0)
+    client.create_collection("guidance-units").add(ids=ids, embeddings=vec[:2])
+    units = UnitStore(client, "guidance-units", frozen=True)
+    assert units.count() == 2
+    got = units.embeddings([ids[1], "plain-1#8"])
+    assert list(got) == [ids[1]]
+    assert np.allclose(got[ids[1]], vec[1])
