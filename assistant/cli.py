@@ -161,6 +161,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
                 settings.corpus_dir, settings.index_dir, embedder, rebuild=args.rebuild,
                 max_file_bytes=settings.max_file_bytes, progress=progress,
                 server=chroma_server(settings), batch=settings.index_batch,
+                search_ef=settings.search_ef,
             )  # fmt: skip
     except KeyboardInterrupt:
         print("assistant: interrupted; the previous index keeps serving, and what was embedded "

@@ -54,6 +54,7 @@ from assistant.errors import (
 from assistant.ingest import corpus_files, ingest
 from assistant.lexical import LexicalIndex
 from assistant.schema import Chunk, SkippedFile
+from assistant.settings import DEFAULT_SEARCH_EF
 from assistant.store import (
     STORE_IO_ERRORS,
     ChromaServer,
@@ -213,6 +214,7 @@ def build_index(
     progress: Progress | None = None,
     server: ChromaServer | None = None,
     batch: int = WRITE_BATCH,
+    search_ef: int = DEFAULT_SEARCH_EF,
 ) -> BuildReport:
     """Index ``corpus_dir`` into ``index_dir`` and make it the serving build (its collections
     on ``server`` when given, otherwise embedded in the build folder).
@@ -247,7 +249,8 @@ def build_index(
 
         build_id = resume.name.removesuffix(".partial") if resume else _new_build_id()
         partial = builds / f"{build_id}.partial"
-        plan = _Plan(build_id, embedder, builds, prev_meta, server, rebuild, batch, progress)
+        plan = _Plan(build_id, embedder, builds, prev_meta, server, rebuild, batch, progress,
+                     search_ef)  # fmt: skip
         try:
             try:
                 stats = _write_build(partial, chunks, plan, resume=resume is not None)
@@ -360,6 +363,7 @@ class _Plan:
     rebuild: bool
     batch: int
     progress: Progress | None
+    search_ef: int = DEFAULT_SEARCH_EF
 
 
 def _resume_record(
@@ -458,6 +462,7 @@ def _write_build(
     sentences = SentenceWriter(folder / SENTENCES, plan.embedder.dimension)
     try:
         store = ChromaStore(client, names[0])
+        store.set_search_ef(plan.search_ef)
         wanted = {c.chunk_id: c for c in chunks}
         existing = store.ids()
         gone = sorted(existing - wanted.keys())

@@ -212,6 +212,16 @@ class ChromaStore(_Counted):
             collection, metadata={"hnsw:space": "cosine"}
         )
 
+    def set_search_ef(self, ef: int) -> None:
+        """How many neighbours the vector index explores per query (HNSW ``ef_search``; kept
+        with the collection, so it applies to every reader of it, this build's and later)."""
+        self.collection.modify(configuration={"hnsw": {"ef_search": ef}})
+
+    def search_ef(self) -> int | None:
+        hnsw = (self.collection.configuration or {}).get("hnsw") or {}
+        ef = hnsw.get("ef_search")
+        return int(ef) if ef is not None else None
+
     def ids(self) -> set[str]:
         out: set[str] = set()
         for offset in range(0, self.count(), _BATCH):

@@ -745,3 +745,22 @@ def test_index_of_an_unknown_format_says_rebuild(tiny_index: Path) -> None:
     meta_path.write_text(json.dumps({**meta, "format": 99}))
     with pytest.raises(IndexNotBuiltError, match=r"format 99.*--rebuild"):
         open_index(tiny_index, "fake-hash")
+
+
+def test_each_build_sets_how_widely_the_passage_index_searches(
+    tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
+) -> None:
+    from assistant.settings import DEFAULT_SEARCH_EF
+
+    snap = open_index(tiny_index, fake_embedder.model_name)
+    try:
+        assert snap.store.search_ef() == DEFAULT_SEARCH_EF
+    finally:
+        snap.close()
+    build_index(tiny_corpus, tiny_index, fake_embedder, search_ef=64)  # a copy of the last build
+    snap = open_index(tiny_index, fake_embedder.model_name)
+    try:
+        assert snap.store.search_ef() == 64
+        assert top_texts(snap, fake_embedder, "lamps inspected every evening", 1)
+    finally:
+        snap.close()

@@ -91,6 +91,7 @@ def test_overrides_win_and_none_overrides_are_ignored() -> None:
         ("ASSISTANT_MAX_QUESTION_CHARS", "-3", "at least 1"),
         ("ASSISTANT_MAX_FILE_BYTES", "0", "at least 1"),
         ("ASSISTANT_EMBED_BATCH_SIZE", "0", "at least 1"),
+        ("ASSISTANT_SEARCH_EF", "0", "at least 1"),
         ("ASSISTANT_PORT", "70000", "TCP port"),
         ("ASSISTANT_EMBED_MODEL", "   ", "empty"),
     ],
