@@ -154,7 +154,11 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     embedder = SentenceTransformerEmbedder(
         settings.embed_model, batch_size=settings.embed_batch_size
     )
-    labels = {"read": ("reading files", "file"), "embed": ("embedding chunks", "chunk")}
+    labels = {
+        "read": ("reading files", "file"),
+        "copy": ("carrying over vectors", "chunk"),
+        "embed": ("embedding chunks", "chunk"),
+    }
     try:
         with _progress_bars(labels) as progress:
             report = build_index(

@@ -87,7 +87,9 @@ _KEEP_OLD_BUILDS = 1  # builds kept besides the serving one, for readers still u
 #: failures writing a build (a full disk, a read-only folder): reported, the previous one serves
 _WRITE_ERRORS: tuple[type[Exception], ...] = (OSError, *STORE_IO_ERRORS)
 
-#: progress callback: (stage, done, total); stages are "read" and "embed"
+#: progress callback: (stage, done, total); stages are "read" (files), "copy" (chunks whose
+#: vectors are carried over from the previous build: its passages, when it is of format 1, then
+#: its sentence vectors) and "embed" (chunks)
 Progress = Callable[[str, int, int], None]
 
 
@@ -432,8 +434,9 @@ def _open_fresh(folder: Path, names: tuple[str, str], plan: _Plan) -> ClientAPI:
         if prev is not None and prev.format < 2:
             # the chunks only: a copied sentence collection, once deleted, would leave its
             # files behind (chromadb does not remove a deleted collection's folder)
+            progress = _stage(plan.progress, "copy", prev.chunk_count)
             with _previous_client(plan) as old:
-                copy_collection(old, COLLECTION, COLLECTION, into=client)
+                copy_collection(old, COLLECTION, COLLECTION, into=client, progress=progress)
     else:
         client = server_client(server)
         if prev is not None:  # the chunks only: a format-1 build's sentences are read in place
@@ -511,13 +514,23 @@ def _copy_sentences(sentences: SentenceWriter, chunks: Sequence[Chunk], plan: _P
     pairs = [(c.chunk_id, len(split_units(c.text))) for c in chunks]
     if prev is None:
         return [cid for cid, _ in pairs]
+    progress = _stage(plan.progress, "copy", len(pairs))
     if prev.format >= 2:
         source = SentenceVectors(plan.builds / prev.build_id / SENTENCES, prev.dimension)
-        return sentences.copy_from(source, pairs)
+        return sentences.copy_from(source, pairs, progress=progress)
     log.info("moving the sentence vectors of build %s out of Chroma", prev.build_id)
     with _previous_client(plan) as old:
         name = collection_names(prev.build_id, plan.server)[1]
-        return sentences.copy_from(UnitStore(old, name, frozen=True), pairs)
+        return sentences.copy_from(UnitStore(old, name, frozen=True), pairs, progress=progress)
+
+
+def _stage(progress: Progress | None, stage: str, total: int) -> Callable[[int], None] | None:
+    """``progress`` for one stage of known size, as a callback taking how many are done."""
+    if progress is None:
+        return None
+    report = progress
+    report(stage, 0, total)
+    return lambda done: report(stage, done, total)
 
 
 @contextlib.contextmanager

@@ -123,11 +123,15 @@ def heartbeat(client: ClientAPI, server: ChromaServer) -> None:
 
 @_server_errors
 def copy_collection(
-    client: ClientAPI, source: str, target: str, into: ClientAPI | None = None
+    client: ClientAPI,
+    source: str,
+    target: str,
+    into: ClientAPI | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Copy every record (ids, vectors, texts, metadata) of ``source`` into a new ``target``
     collection (of ``into``, another client, when given), page by page, without re-embedding;
-    returns the count."""
+    returns the count. ``progress`` is told how many are copied after each page."""
     src = client.get_collection(source)
     dst = (into or client).get_or_create_collection(target, metadata={"hnsw:space": "cosine"})
     copied = 0
@@ -144,6 +148,8 @@ def copy_collection(
             metadatas=page["metadatas"],
         )
         copied += len(page["ids"])
+        if progress:
+            progress(copied)
 
 
 def delete_collections(client: ClientAPI, names: Sequence[str]) -> None:

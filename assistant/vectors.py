@@ -21,7 +21,7 @@ a fresh folder.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -152,13 +152,18 @@ class SentenceWriter:
         os.fsync(self._lines.fileno())
 
     def copy_from(
-        self, source: SentenceSource, chunks: Iterable[tuple[str, int]], page: int = 4000
+        self,
+        source: SentenceSource,
+        chunks: Iterable[tuple[str, int]],
+        page: int = 4000,
+        progress: Callable[[int], None] | None = None,
     ) -> list[str]:
         """Copy the sentence vectors of ``chunks`` (chunk id, number of sentences) from another
-        build without re-embedding them; returns the chunk ids ``source`` lacks some of."""
+        build without re-embedding them; returns the chunk ids ``source`` lacks some of.
+        ``progress`` is told how many chunks are done after each page."""
         lacking: list[str] = []
         batch: list[tuple[str, int]] = []
-        size = 0
+        size = done = 0
 
         def flush() -> None:
             ids = [unit_id(cid, j) for cid, n in batch for j in range(n)]
@@ -171,6 +176,10 @@ class SentenceWriter:
             if whole:
                 empty = np.zeros((0, self.dimension), dtype=np.float32)
                 self.add(whole, np.stack(rows) if rows else empty)
+            nonlocal done
+            done += len(batch)
+            if progress:
+                progress(done)
 
         for chunk_id, n in chunks:
             batch.append((chunk_id, n))

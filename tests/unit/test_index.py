@@ -722,9 +722,12 @@ def test_format_1_index_serves_and_the_next_build_moves_its_sentences_without_em
     assert "lamps" in top_texts(serving, fake_embedder, "lamps inspected every evening", 1)[0]
 
     encoded = fake_embedder.texts_encoded
-    report = build_index(tiny_corpus, tiny_index, fake_embedder)
+    seen: list[tuple[str, int, int]] = []
+    report = build_index(tiny_corpus, tiny_index, fake_embedder, progress=lambda *a: seen.append(a))
     assert (report.embedded, report.reused, report.removed) == (0, 6, 0)
     assert fake_embedder.texts_encoded == encoded  # nothing embedded again
+    # the passages copied, then their sentence vectors: both shown
+    assert [s for s in seen if s[0] == "copy" and s[1] == s[2]] == [("copy", 6, 6)] * 2
     new = open_snapshot(tiny_index)
     assert BuildMeta.read(index_build_folder(tiny_index)).format == 2
     assert isinstance(new.units, SentenceVectors)
