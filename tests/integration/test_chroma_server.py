@@ -24,6 +24,7 @@ from assistant.embeddings import SentenceTransformerEmbedder
 from assistant.errors import IndexNotBuiltError, StoreUnavailableError
 from assistant.index import IndexHandle, build_index, collection_names
 from assistant.pipeline import Assistant
+from assistant.settings import DEFAULT_SEARCH_EF
 from assistant.store import ChromaServer, server_client
 
 pytestmark = pytest.mark.slow
@@ -108,6 +109,9 @@ def test_index_ask_and_reindex_on_a_chroma_server(
     name = collection_names(first.build_id, server)[0]
     client = server_client(server)
     assert name in {c.name for c in client.list_collections()}
+    hnsw = client.get_collection(name).configuration["hnsw"]
+    assert hnsw is not None
+    assert hnsw["ef_search"] == DEFAULT_SEARCH_EF  # set by the build, over HTTP
     folder = index_dir / "builds" / first.build_id
     assert not (folder / "chroma").exists()  # the passages' vectors are on the server
     assert (folder / "sentences" / "vectors.f16").stat().st_size > 0  # sentences beside BM25
