@@ -90,10 +90,11 @@ class LexicalIndex:
         known = [t for t in toks if t in self.doc_freq]
         if not known:
             return []
-        n = min(k, len(self.ids))
-        docs, scores = self._model.retrieve([known], k=n, show_progress=False, n_threads=1)
-        out: list[tuple[str, float]] = []
-        for idx, score in zip(np.asarray(docs)[0], np.asarray(scores)[0], strict=True):
-            if float(score) > 0:
-                out.append((self.ids[int(idx)], float(score)))
-        return out
+        # the scores of every chunk, then the top n by hand: bm25s's retrieve() took 14 ms for
+        # this at 100k chunks, get_scores and a partial sort 0.7 ms
+        scores = np.asarray(self._model.get_scores(known), dtype=np.float32)
+        n = min(k, len(scores))
+        nth = scores[np.argpartition(-scores, n - 1)[:n]].min()  # the n-th best score
+        top = np.flatnonzero((scores >= nth) & (scores > 0))
+        top = top[np.lexsort((top, -scores[top]))][:n]  # best first; ties by position
+        return [(self.ids[int(i)], float(scores[i])) for i in top]

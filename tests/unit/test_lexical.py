@@ -69,3 +69,11 @@ def test_idf_is_highest_for_rare_words(index: LexicalIndex) -> None:
     assert index.doc_freq[board] == 2
     assert index.doc_freq[lincoln] == 1
     assert index.idf("never-seen") > index.idf(lincoln) > index.idf(board) > 0
+
+
+def test_ties_come_back_in_index_order_and_only_matching_chunks() -> None:
+    texts = ["apple pie", "apple tart", "banana bread", "apple apple", "cherry", "apple pie"]
+    lx = LexicalIndex.build([f"d{i}" for i in range(len(texts))], texts)
+    assert [cid for cid, _ in lx.search("apple pie", 3)] == ["d0", "d5", "d3"]
+    assert [cid for cid, _ in lx.search("apple", 10)] == ["d3", "d0", "d1", "d5"]  # no zeros
+    assert [cid for cid, _ in lx.search("cherry", 1)] == ["d4"]
