@@ -628,6 +628,10 @@ class IndexSnapshot:
             else UnitStore(self._client, unit_names, frozen=True)  # until the next build
         )
         self.lexical = LexicalIndex.load(folder / "lexical")
+        if meta.format >= 2 and meta.chunk_count and not self.units.count():
+            log.warning("build %s has no sentence vectors (%s is missing or damaged): answers "
+                        "embed sentences as they go, slower; rebuild with `assistant index "
+                        "--rebuild`", meta.build_id, folder / SENTENCES)  # fmt: skip
 
     @property
     def build_id(self) -> str:

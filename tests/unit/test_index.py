@@ -767,3 +767,15 @@ def test_each_build_sets_how_widely_the_passage_index_searches(
         assert top_texts(snap, fake_embedder, "lamps inspected every evening", 1)
     finally:
         snap.close()
+
+
+def test_a_build_that_lost_its_sentence_vectors_still_answers_and_says_so(
+    tiny_index: Path, fake_embedder: FakeEmbedder, caplog: Any
+) -> None:
+    shutil.rmtree(index_build_folder(tiny_index) / "sentences")
+    snap = open_index(tiny_index, fake_embedder.model_name)
+    try:
+        assert "no sentence vectors" in caplog.text
+        assert "lamps" in top_texts(snap, fake_embedder, "lamps inspected every evening", 1)[0]
+    finally:
+        snap.close()
