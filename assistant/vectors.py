@@ -121,13 +121,20 @@ class SentenceWriter:
         self.folder = folder
         self.dimension = dimension
         self._row_bytes = dimension * np.dtype(DTYPE).itemsize
-        self._rows, whole = _read_rows(folder / _ROWS)
+        rows, whole = _read_rows(folder / _ROWS)
+        vectors = folder / _VECTORS
+        held = (vectors.stat().st_size if vectors.exists() else 0) // self._row_bytes
+        # a line pointing past the rows on disk (a write lost despite the sync) is dropped
+        self._rows = {cid: r for cid, r in rows.items() if r[0] + r[1] <= held}
         self._end = max((s + c for s, c in self._rows.values()), default=0)
-        with (folder / _ROWS).open("ab") as f:  # drop a half-written line
-            f.truncate(whole)
-        with (folder / _VECTORS).open("ab") as f:  # and rows no line points at
+        if len(self._rows) < len(rows):
+            self._rewrite_rows()
+        else:
+            with (folder / _ROWS).open("ab") as f:  # drop a half-written line
+                f.truncate(whole)
+        with vectors.open("ab") as f:  # and rows no line points at
             f.truncate(self._end * self._row_bytes)
-        self._vectors = (folder / _VECTORS).open("ab")
+        self._vectors = vectors.open("ab")
         self._lines = (folder / _ROWS).open("ab")
 
     def has(self, chunk_id: str) -> bool:
@@ -196,6 +203,11 @@ class SentenceWriter:
         interrupted build started are dropped); their rows stay as dead weight."""
         self._lines.close()
         self._rows = {cid: r for cid, r in self._rows.items() if cid in chunk_ids}
+        self._rewrite_rows()
+        self._lines = (self.folder / _ROWS).open("ab")
+
+    def _rewrite_rows(self) -> None:
+        """``rows.tsv`` replaced, atomically, by exactly the chunks in ``self._rows``."""
         text = "".join(f"{cid}\t{s}\t{n}\n" for cid, (s, n) in self._rows.items())
         tmp = self.folder / f".{_ROWS}.tmp"
         with tmp.open("wb") as f:
@@ -203,7 +215,6 @@ class SentenceWriter:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.folder / _ROWS)
-        self._lines = (self.folder / _ROWS).open("ab")
 
     def close(self) -> None:
         self._vectors.close()

@@ -101,3 +101,21 @@ def test_copy_from_another_build_reports_what_it_lacks(tmp_path: Path) -> None:
     read = SentenceVectors(tmp_path / "new", DIM)
     assert read.chunks() == {"a"}
     assert np.abs(read.of_chunk("a") - vecs[:2]).max() < 1e-3  # type: ignore[operator]
+
+
+def test_a_line_pointing_past_the_rows_on_disk_is_dropped_for_good(tmp_path: Path) -> None:
+    vecs = unit_vectors(4)
+    writer = SentenceWriter(tmp_path, DIM)
+    writer.add([("a", 2), ("b", 2)], vecs)
+    writer.close()
+    with (tmp_path / "vectors.f16").open("ab") as f:  # b's rows lost, its line kept
+        f.truncate(2 * DIM * 2)
+
+    writer = SentenceWriter(tmp_path, DIM)
+    assert writer.has("a")
+    assert not writer.has("b")
+    writer.add([("c", 1)], vecs[3:])  # c takes the rows b's line pointed at
+    writer.close()
+    read = SentenceVectors(tmp_path, DIM)
+    assert read.chunks() == {"a", "c"}  # b does not come back pointing at c's row
+    assert np.abs(read.embeddings(["c#0"])["c#0"] - vecs[3]).max() < 1e-3
