@@ -23,7 +23,9 @@ __all__ = [
     "DEFAULT_MAX_CHARS",
     "chunk_document",
     "chunk_documents",
+    "chunk_of_unit",
     "is_debris",
+    "parse_unit_id",
     "split_units",
     "unit_id",
 ]
@@ -219,6 +221,15 @@ def unit_id(chunk_id: str, position: int) -> str:
     return f"{chunk_id}#{position}"
 
 
+def parse_unit_id(uid: str) -> tuple[str, int | None]:
+    """The chunk id and position inside a unit id (the inverse of :func:`unit_id`); the
+    position is None when the id has none."""
+    chunk_id, sep, position = uid.rpartition("#")
+    if not sep:
+        return uid, None
+    return chunk_id, int(position) if position.isdigit() else None
+
+
 def chunk_of_unit(uid: str) -> str:
-    """The chunk id inside a unit id (the inverse of :func:`unit_id`)."""
-    return uid.rsplit("#", 1)[0]
+    """The chunk id inside a unit id."""
+    return parse_unit_id(uid)[0]

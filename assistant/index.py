@@ -462,33 +462,41 @@ def _write_build(
         log.info("resuming the interrupted build %s", plan.build_id)
     else:
         client = _open_fresh(folder, names, plan)
-    sentences = SentenceWriter(folder / SENTENCES, plan.embedder.dimension)
     try:
-        store = ChromaStore(client, names[0])
-        store.set_search_ef(plan.search_ef)
-        wanted = {c.chunk_id: c for c in chunks}
-        existing = store.ids()
-        gone = sorted(existing - wanted.keys())
-        store.delete(gone)
-        # chunks kept without their sentence vectors yet: copied from the previous build, or
-        # (where it lacks them) embedded again like new ones
-        unsure = [wanted[cid] for cid in sorted(existing & wanted.keys())
-                  if not sentences.has(cid)]  # fmt: skip
-        if unsure:
-            lacking = _copy_sentences(sentences, unsure, plan)
-            store.delete(lacking)
-            existing -= set(lacking)
-        kept = [c for cid, c in wanted.items() if cid in existing]
-        _refresh_metadata(store, kept)
-        new = [c for cid, c in wanted.items() if cid not in existing]
-        _embed_into(store, sentences, new, plan)
-        sentences.keep_only(set(wanted))
+        with SentenceWriter(folder / SENTENCES, plan.embedder.dimension) as sentences:
+            new, kept, gone = _fill(sentences, client, names[0], chunks, plan)
     finally:
-        sentences.close()
         release_client(client)
     lexical = LexicalIndex.build([c.chunk_id for c in chunks], [c.embed_text for c in chunks])
     lexical.save(folder / "lexical")
     return len(new), len(kept), len(gone), resume
+
+
+def _fill(
+    sentences: SentenceWriter, client: ClientAPI, name: str, chunks: Sequence[Chunk], plan: _Plan
+) -> tuple[list[Chunk], list[Chunk], list[str]]:
+    """Bring the build's collection and sentence vectors to exactly ``chunks``; returns the
+    chunks embedded, the chunks kept, and the ids of those deleted."""
+    store = ChromaStore(client, name)
+    store.set_search_ef(plan.search_ef)
+    wanted = {c.chunk_id: c for c in chunks}
+    existing = store.ids()
+    gone = sorted(existing - wanted.keys())
+    store.delete(gone)
+    # chunks kept without their sentence vectors yet: copied from the previous build, or
+    # (where it lacks them) embedded again like new ones
+    unsure = [wanted[cid] for cid in sorted(existing & wanted.keys())
+              if not sentences.has(cid)]  # fmt: skip
+    if unsure:
+        lacking = _copy_sentences(sentences, unsure, plan)
+        store.delete(lacking)
+        existing -= set(lacking)
+    kept = [c for cid, c in wanted.items() if cid in existing]
+    _refresh_metadata(store, kept)
+    new = [c for cid, c in wanted.items() if cid not in existing]
+    _embed_into(store, sentences, new, plan)
+    sentences.keep_only(set(wanted))
+    return new, kept, gone
 
 
 class _ResumeError(Exception):

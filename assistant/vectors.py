@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from assistant.chunking import unit_id
+from assistant.chunking import parse_unit_id, unit_id
 
 __all__ = ["FOLDER", "SentenceSource", "SentenceVectors", "SentenceWriter"]
 
@@ -102,12 +102,12 @@ class SentenceVectors:
         out: dict[str, np.ndarray[Any, Any]] = {}
         cache: dict[str, np.ndarray[Any, Any] | None] = {}
         for uid in ids:
-            chunk_id, _, position = uid.rpartition("#")
+            chunk_id, position = parse_unit_id(uid)
             if chunk_id not in cache:
                 cache[chunk_id] = self.of_chunk(chunk_id)
             vecs = cache[chunk_id]
-            if vecs is not None and position.isdigit() and int(position) < len(vecs):
-                out[uid] = vecs[int(position)]
+            if vecs is not None and position is not None and position < len(vecs):
+                out[uid] = vecs[position]
         return out
 
 
@@ -219,3 +219,9 @@ class SentenceWriter:
     def close(self) -> None:
         self._vectors.close()
         self._lines.close()
+
+    def __enter__(self) -> SentenceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from assistant.chunking import chunk_document, chunk_documents, is_debris, split_units, unit_id
+from assistant.chunking import (
+    chunk_document,
+    chunk_documents,
+    chunk_of_unit,
+    is_debris,
+    parse_unit_id,
+    split_units,
+    unit_id,
+)
 from assistant.ingest import ingest
 from assistant.schema import Chunk, DocInfo, SourceDocument
 
@@ -295,3 +303,10 @@ def test_split_units_does_not_split_inside_a_sentence() -> None:
     ]
     assert split_units("") == []
     assert unit_id("doc:abc", 3) == "doc:abc#3"
+
+
+def test_unit_ids_parse_back_to_their_chunk_and_position() -> None:
+    assert parse_unit_id(unit_id("doc#with#hashes-3", 7)) == ("doc#with#hashes-3", 7)
+    assert chunk_of_unit(unit_id("doc:abc", 0)) == "doc:abc"
+    assert parse_unit_id("doc:abc#x") == ("doc:abc", None)
+    assert parse_unit_id("no-position") == ("no-position", None)
