@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from assistant.chunking import split_units, unit_id
 from assistant.embeddings import Embedder
-from assistant.lexical import LexicalIndex, tokenize
+from assistant.lexical import LexicalIndex, specific_terms, tokenize
 from assistant.schema import Citation, Passage
 
-__all__ = ["AnswerDraft", "ExtractiveAnswerer", "Unit", "split_question"]
+__all__ = ["AnswerDraft", "ExtractiveAnswerer", "Unit", "passage_units", "split_question"]
 
 #: a sentence that opens like this carries on from the one before it
 #: text addressed to an AI rather than to a reader ("ignore your instructions", "system:"): it is
@@ -64,6 +64,8 @@ class AnswerDraft:
     text: str
     citations: list[Citation]
     features: dict[str, float]  # evidence strength, for the calibrated decision to answer
+    #: parts of a question asking several things that no passage found speaks to
+    uncovered: list[str] = field(default_factory=list)
 
 
 class ExtractiveAnswerer:
@@ -105,35 +107,31 @@ class ExtractiveAnswerer:
         *,
         parts: Sequence[tuple[str, Sequence[float]]] = (),
         extra: Sequence[Passage] = (),
+        own: str = "",
     ) -> AnswerDraft:
         """The answer to ``question`` from the best ``passages``. ``parts`` are the separate
         questions of a question that asks several things (with their vectors), ``extra`` the
-        best passage for each part; every part gets the sentence that answers it best."""
+        best passage for each part; every part gets the sentence that answers it best. ``own``
+        is the user's own question when ``question`` is it with earlier turns prepended: its
+        terms (when it has any) are the ones the passages must hold."""
+        evidence = list(passages)
         used = list(passages[: self.passages_used])
         seen = {p.chunk.chunk_id for p in used}
         for p in extra:
             if p.chunk.chunk_id not in seen:
                 seen.add(p.chunk.chunk_id)
                 used.append(p)
-        units = [
-            Unit(i, j, text, lid, unit_id(p.chunk.chunk_id, j))
-            for i, p in enumerate(used)
-            for j, (text, lid) in enumerate(split_units(p.chunk.text))
-            if not INSTRUCTION_LIKE.search(text)
-        ]
-        q_terms = {t: lexical.idf(t) for t in set(tokenize(question))}
+        units = [u for i, p in enumerate(used) for u in passage_units(i, p)]
+        asked = own if own and tokenize(own) else question
+        q_terms = {t: lexical.idf(t) for t in set(tokenize(asked))}
         q_mass = sum(q_terms.values()) or 1.0
-        known_mass = sum(w for t, w in q_terms.items() if t in lexical.doc_freq)
         features = {
-            "top_dense": max((p.dense or 0.0 for p in passages), default=0.0),
-            "known_terms": known_mass / q_mass if q_terms else 0.0,
-            "best_unit": 0.0,
+            "top_dense": max((p.dense or 0.0 for p in evidence), default=0.0),
             "best_unit_cos": 0.0,
             "top_coverage": 0.0,
             "answer_coverage": 0.0,
             "answer_type": 0.0,
             "numbers_found": 0.0,
-            "asks_present": float(bool(_ASKS_PRESENT.search(question))),
         }
         if not units:
             return AnswerDraft("", [], features)
@@ -144,19 +142,19 @@ class ExtractiveAnswerer:
         unit_tokens = [set(tokenize(u.text)) for u in units]  # tokenized once, used throughout
         coverage = [_covered(q_terms, q_mass, toks) for toks in unit_tokens]
         wc, wl, wp = self.weights
-        top_score = used[0].score or 1.0
-        prior = [p.score / top_score for p in used]  # how the passage ranked, relative to the best
+        prior = _rank_prior(used)  # how the passage ranked: 1 for the best, less for the rest
         scores = [
             wc * float(c) + wl * cov + wp * prior[u.passage]
             for u, c, cov in zip(units, cos, coverage, strict=True)
         ]
         best = int(np.argmax(scores))
-        features["best_unit"] = scores[best]
         features["best_unit_cos"] = float(cos[best])
         features["top_coverage"] = _coverage(q_terms, q_mass, used[0].chunk.embed_text)
 
         gain = _CoverageGain(q_terms, q_mass, [toks & q_terms.keys() for toks in unit_tokens])
         picked = self._select(question, units, scores, best, gain)
+        uncovered: list[str] = []
+        used_tokens = set().union(*(set(tokenize(p.chunk.embed_text)) for p in used))
         for part, part_vector in parts:  # each part of a many-part question gets its answer
             p_terms = {t: lexical.idf(t) for t in set(tokenize(part))}
             p_mass = sum(p_terms.values()) or 1.0
@@ -166,15 +164,23 @@ class ExtractiveAnswerer:
                 for u, c, toks in zip(units, p_cos, unit_tokens, strict=True)
             ]
             top = int(np.argmax(p_scores))
-            if top not in picked:
+            named = specific_terms(part)
+            if named and not any(t in used_tokens for t in named):
+                uncovered.append(part)  # it names things no passage found mentions
+            elif top not in picked:
                 picked.append(top)
         chosen = self._dedupe(picked, vectors)
         said = " ".join(units[i].text for i in chosen)
+        cited = set().union(
+            *(set(tokenize(used[units[i].passage].chunk.embed_text)) for i in chosen)
+        )
+        features.update(_evidence_features(asked, q_terms, q_mass, evidence, cited))
         features["answer_coverage"] = _coverage(q_terms, q_mass, said)
         features["answer_type"] = float(_answer_type_ok(question, said))
         context = " ".join(p.chunk.text for p in used)
         features["numbers_found"] = float(all(n in context for n in _NUMBER.findall(question)))
-        return self._compose(chosen, units, used, features)
+        draft = self._compose(chosen, units, used, features)
+        return replace(draft, uncovered=uncovered) if uncovered else draft
 
     def _select(
         self,
@@ -200,6 +206,14 @@ class ExtractiveAnswerer:
         wants_list = bool(_LIST_CUES.search(question))
         out: list[int] = []
         for i in chosen:
+            prev = i - 1  # a sentence leaning on the one before ("They …") comes with it
+            if (
+                units[i].list_id is None
+                and _CONTINUES.match(units[i].text)
+                and prev >= 0
+                and units[prev].passage == units[i].passage
+            ):
+                out.append(prev)
             out.append(i)
             nxt = i + 1
             same = nxt < len(units) and units[nxt].passage == units[i].passage
@@ -220,11 +234,22 @@ class ExtractiveAnswerer:
         return list(dict.fromkeys(out))
 
     def _list(self, units: list[Unit], near: int, list_id: int | None) -> list[int]:
+        """The items of a list (up to ``max_list_items``), after the sentence that leads into
+        it when that sentence ends with a colon."""
         if list_id is None:
             return []
         passage = units[near].passage
         items = [i for i, u in enumerate(units) if u.passage == passage and u.list_id == list_id]
-        return items[: self.max_list_items]
+        lead = items[0] - 1 if items else -1
+        lead_in = (
+            [lead]
+            if lead >= 0
+            and units[lead].passage == passage
+            and units[lead].list_id is None
+            and units[lead].text.endswith(":")
+            else []
+        )
+        return lead_in + items[: self.max_list_items]
 
     @staticmethod
     def _dedupe(chosen: list[int], vectors: np.ndarray[Any, Any]) -> list[int]:
@@ -297,6 +322,53 @@ _HAS_QUANTITY = re.compile(
 _HAS_DATE = re.compile(
     r"\b(1[89]|20)\d\d\b|\b(annual\w*|year|month|before|after|until|since)\b", re.I
 )
+
+
+def passage_units(index: int, passage: Passage) -> list[Unit]:
+    """The units of a passage (of each chunk it is made of, with that chunk's unit ids), in
+    order; text addressed to an AI is left out."""
+    units: list[Unit] = []
+    lists = 0
+    for chunk in passage.parts:
+        seen = 0
+        for j, (text, lid) in enumerate(split_units(chunk.text)):
+            if lid is not None:
+                seen = max(seen, lid)
+            if INSTRUCTION_LIKE.search(text):
+                continue
+            number = None if lid is None else lists + lid
+            units.append(Unit(index, len(units), text, number, unit_id(chunk.chunk_id, j)))
+        lists += seen
+    return units
+
+
+def _evidence_features(
+    question: str,
+    q_terms: dict[str, float],
+    q_mass: float,
+    passages: Sequence[Passage],
+    cited: set[str],
+) -> dict[str, float]:
+    """Evidence that does not depend on the corpus's vocabulary or size: how much of the
+    question (and of the things it names) the cited passages mention, how far the best passage
+    stands out from the rest, and whether lexical and dense retrieval agree on it."""
+    specific = specific_terms(question)
+    dense = [p.dense or 0.0 for p in passages[:5]]
+    lexical = [p.lexical or 0.0 for p in passages[:5]]
+    return {
+        "cited_coverage": _covered(q_terms, q_mass, cited),
+        "specific_found": (sum(t in cited for t in specific) / len(specific) if specific else 1.0),
+        "specific_missing": float(sum(t not in cited for t in specific)),
+        "max_sentence": max((p.sentence or 0.0 for p in passages), default=0.0),
+        "dense_margin": dense[0] - float(np.mean(dense[1:])) if len(dense) > 1 else 0.0,
+        "lexical_share": lexical[0] / max(lexical) if lexical and max(lexical) > 0 else 0.0,
+    }
+
+
+def _rank_prior(used: Sequence[Passage]) -> list[float]:
+    """How each passage ranked: 1 for the best, 1/2 for the second, … (reciprocal rank: needs
+    no scale, so it means the same whatever retrieval's scores are)."""
+    return [1.0 / (i + 1) for i in range(len(used))]
 
 
 def _answer_type_ok(question: str, said: str) -> bool:

@@ -1,9 +1,15 @@
-"""The decision to answer or decline, fitted on a known-answer set rather than set by hand.
+"""The decision to answer or decline: a logistic model fitted on evidence, not set by hand.
 
-A logistic model over the evidence features the answer stage measures (how close the best
-passage and sentence are to the question, how much of the question's vocabulary the corpus and
-the best passage hold). ``assistant calibrate --set eval/cases.jsonl`` fits it and writes the
-JSON file the package ships (``assistant/calibration.json``).
+The features (measured by the answer stage) say how close the best passage and sentence are to
+the question, how much of the question and of the things it names the cited passages mention,
+how far the best passage stands out, and whether lexical and dense retrieval agree. Scores that
+move with the corpus are read relative to the index's own probe questions
+(:mod:`assistant.probes`), so one calibration carries over to documents it was not fitted on.
+
+Fitted with scikit-learn (standardised features, L2, classes weighted equally) by
+``assistant calibrate``: on the evaluation sets of every corpus, each with the probe questions
+asked of its index as further questions to decline (the packaged ``calibration.json``), or on a
+site owner's own documents without hand-written cases (``assistant calibrate --corpus DIR``).
 """
 
 from __future__ import annotations
@@ -19,19 +25,24 @@ import numpy as np
 
 from assistant.errors import ConfigError
 
-__all__ = ["FEATURES", "Calibration", "fit"]
+__all__ = ["FEATURES", "Calibration", "decision_figures", "fit"]
 
 FEATURES = (
     "top_dense",
-    "known_terms",
-    "best_unit",
     "best_unit_cos",
+    "max_sentence",
     "top_coverage",
     "answer_coverage",
+    "cited_coverage",
+    "dense_margin",
+    "lexical_share",
+    "specific_found",
+    "specific_missing",
     "answer_type",
     "numbers_found",
-    "asks_present",
 )
+#: the L2 penalty's inverse strength (scikit-learn's default)
+DEFAULT_C = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,8 @@ class Calibration:
     threshold: float = 0.5
     fitted_on: str = ""
     stats: dict[str, float] = field(default_factory=dict)
+    #: fitted on features read relative to the index's probe questions (older files: raw)
+    probe_normalised: bool = False
 
     def probability(self, features: Mapping[str, float]) -> float:
         """Probability that the guidance answers the question."""
@@ -75,41 +88,43 @@ def fit(
     rows: Sequence[Mapping[str, float]],
     answerable: Sequence[bool],
     *,
-    l2: float = 0.1,
-    steps: int = 5000,
+    c: float = DEFAULT_C,
     fitted_on: str = "",
+    probe_normalised: bool = True,
 ) -> Calibration:
-    """Logistic regression (standardised features, L2) by gradient descent; threshold 0.5."""
+    """Logistic regression (scikit-learn) on standardised :data:`FEATURES`, the two classes
+    weighted equally whatever their counts; the decision threshold is 0.5."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     if len(set(answerable)) < 2:
         raise ConfigError("calibration needs both answerable and unanswerable cases")
     x = np.array([[r.get(f, 0.0) for f in FEATURES] for r in rows], dtype=np.float64)
-    y = np.array(answerable, dtype=np.float64)
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale == 0] = 1.0
-    xs = (x - mean) / scale
-    # weight the classes equally, whatever their counts
-    sample_w = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
-    w = np.zeros(len(FEATURES))
-    b = 0.0
-    lr = 0.1
-    n = len(y)
-    for _ in range(steps):
-        p = 1 / (1 + np.exp(-(xs @ w + b)))
-        g = (p - y) * sample_w
-        w -= lr * (xs.T @ g / n + l2 * w)
-        b -= lr * float(g.mean())
-    pred = 1 / (1 + np.exp(-(xs @ w + b))) >= 0.5
-    stats = {
-        "cases": float(n),
-        "answer_recall": float((pred & (y == 1)).sum() / max(1, (y == 1).sum())),
-        "decline_recall": float((~pred & (y == 0)).sum() / max(1, (y == 0).sum())),
-    }
-    return Calibration(
-        weights={f: float(v) for f, v in zip(FEATURES, w, strict=True)},
-        bias=float(b),
-        mean={f: float(v) for f, v in zip(FEATURES, mean, strict=True)},
+    y = np.array(answerable, dtype=bool)
+    scaler = StandardScaler().fit(x)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
+    model.fit((x - scaler.mean_) / scale, y)
+    cal = Calibration(
+        weights={f: float(v) for f, v in zip(FEATURES, model.coef_[0], strict=True)},
+        bias=float(model.intercept_[0]),
+        mean={f: float(v) for f, v in zip(FEATURES, scaler.mean_, strict=True)},
         scale={f: float(v) for f, v in zip(FEATURES, scale, strict=True)},
         fitted_on=fitted_on,
-        stats=stats,
+        probe_normalised=probe_normalised,
     )
+    figures = decision_figures([cal.answers(r) for r in rows], list(answerable))
+    return Calibration(**{**asdict(cal), "stats": {"cases": float(len(y)), **figures}})
+
+
+def decision_figures(answered: Sequence[bool], answerable: Sequence[bool]) -> dict[str, float]:
+    """Refusal precision and recall and the false-refusal rate of some decisions."""
+    refused_ok = sum(not a and not ok for a, ok in zip(answered, answerable, strict=True))
+    refused = sum(not a for a in answered)
+    unanswerable = sum(not ok for ok in answerable)
+    false_refusals = sum(not a and ok for a, ok in zip(answered, answerable, strict=True))
+    return {
+        "refusal_precision": refused_ok / refused if refused else 1.0,
+        "refusal_recall": refused_ok / unanswerable if unanswerable else 1.0,
+        "false_refusal_rate": false_refusals / max(1, len(answerable) - unanswerable),
+    }

@@ -57,6 +57,8 @@ _CALLOUTS = re.compile(r"^(did you know\??|good practice tips?|note|tip)$", re.I
 #: shorter blocks are navigation labels ("Good Practice Tips"), not guidance
 _MIN_BLOCK_CHARS = 25
 _HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+#: a text line that starts like a heading, escaped by ingestion ("\\# a comment in code")
+_ESCAPED_HEADING = re.compile(r"^\\(?=#)", re.MULTILINE)
 
 
 def is_debris(line: str) -> bool:
@@ -172,6 +174,7 @@ def chunk_document(
     seen: dict[str, int] = {}
     for section, text in _group(_blocks(doc.text), max_chars, min_chars):
         for piece in _split_long(text, max_chars):
+            piece = _ESCAPED_HEADING.sub("", piece)
             position = len(chunks)
             base = Chunk(chunk_id="", doc=doc.info, section=section, text=piece, position=position)
             digest = hashlib.sha256(f"{doc.info.doc_id}\x00{base.embed_text}".encode()).hexdigest()

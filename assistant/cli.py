@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from assistant.calibration import Calibration
 from assistant.errors import AssistantError, InputError
 from assistant.schema import Answer, Passage, passage_json
 from assistant.settings import Settings
@@ -80,27 +81,47 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     cal = sub.add_parser(
-        "calibrate", parents=[common], help="fit the answer-or-decline decision on a case set"
-    )
-    cal.add_argument("--set", type=Path, default=Path("eval/cases.jsonl"), dest="case_set")
+        "calibrate", parents=[common],
+        help="fit the decision to answer or decline (for your own documents: --corpus DIR)",
+        description="With --corpus DIR: index DIR into the index folder (if needed) and fit the "
+        "decision to decline for those documents without hand-written cases (probe questions "
+        "from their headings, a packaged bank of questions to decline, the packaged reference "
+        "cases); it is stored with the index. Without --corpus: refit the packaged calibration "
+        "on the evaluation sets (eval/sets.toml).",
+    )  # fmt: skip
+    cal.add_argument("--sets", type=Path, default=Path("eval/sets.toml"), dest="registry",
+                     help="the set registry to fit the packaged calibration on")  # fmt: skip
     cal.add_argument(
         "--out", type=Path, default=Path(__file__).with_name("calibration.json"),
-        help="where to write the calibration (default: the one the package ships)",
+        help="where to write the packaged calibration (default: the one the package ships)",
     )  # fmt: skip
 
     ev = sub.add_parser(
-        "eval", parents=[common], help="evaluate the assistant and baselines on a case set",
+        "eval", parents=[common], help="evaluate the assistant and baselines on the case sets",
         description="Run the assistant and two baselines (the LangChain tutorial pipeline, BM25 "
-        "alone) on a known-answer set, offline: retrieval, key facts, citations, declining, "
-        "latency. `assistant eval export-feedback` prints thumbs-down answers from the chat page "
-        "as draft cases instead.",
+        "alone) on known-answer sets, offline: retrieval, key facts, citations, declining, "
+        "conversations, latency. By default every set of eval/sets.toml, each against an index "
+        "of its own corpus, with the decision to decline fitted on the other corpora's sets. "
+        "`assistant eval export-feedback` prints thumbs-down answers from the chat page as "
+        "draft cases instead.",
     )  # fmt: skip
     ev.add_argument(
         "action", nargs="?", choices=["run", "export-feedback"], default="run",
         help="run the evaluation (default) or export feedback as draft cases",
     )  # fmt: skip
-    ev.add_argument("--set", type=Path, default=Path("eval/cases.jsonl"), dest="case_set",
-                    help="the case set (default: eval/cases.jsonl)")  # fmt: skip
+    ev.add_argument("--sets", type=Path, default=Path("eval/sets.toml"), dest="registry",
+                    help="the set registry (default: eval/sets.toml)")  # fmt: skip
+    ev.add_argument("--set", action="append", dest="case_sets", metavar="NAME|FILE",
+                    help="a set of the registry by name (repeatable; default: all of them), or a "
+                    "case file of your own, asked of --corpus (or ASSISTANT_CORPUS_DIR) through "
+                    "the configured index")  # fmt: skip
+    ev.add_argument("--conversations", action="store_true",
+                    help="the case file of --set FILE holds conversations")  # fmt: skip
+    ev.add_argument("--calibration", default=None, metavar="loco|index|FILE",
+                    help="what decides to decline: loco (fitted on the other corpora's sets; "
+                    "the default for the registry's sets), index (the assistant's own: the "
+                    "index's calibration or the packaged one; the default for a file of your "
+                    "own) or a calibration file")  # fmt: skip
     ev.add_argument("-k", type=int, default=10, dest="eval_k",
                     help="passages ranked for the retrieval metrics (default 10)")  # fmt: skip
     ev.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -112,8 +133,8 @@ def _parser() -> argparse.ArgumentParser:
                     "a LangChain provider string; default ASSISTANT_LLM), as assistant-llm "
                     "beside the extractive assistant")  # fmt: skip
     ev.add_argument("--gate", type=Path, metavar="FILE",
-                    help="exit 7 when the assistant's metrics fall outside the [min]/[max] "
-                    "bounds in FILE (e.g. eval/thresholds.toml)")  # fmt: skip
+                    help="exit 7 when a set's metrics fall below its floors in FILE (e.g. "
+                    "eval/thresholds.toml); the report shows the gap to each target")  # fmt: skip
     return p
 
 
@@ -154,13 +175,8 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     embedder = SentenceTransformerEmbedder(
         settings.embed_model, batch_size=settings.embed_batch_size
     )
-    labels = {
-        "read": ("reading files", "file"),
-        "copy": ("carrying over vectors", "chunk"),
-        "embed": ("embedding chunks", "chunk"),
-    }
     try:
-        with _progress_bars(labels) as progress:
+        with _progress_bars(_BUILD_LABELS) as progress:
             report = build_index(
                 settings.corpus_dir, settings.index_dir, embedder, rebuild=args.rebuild,
                 max_file_bytes=settings.max_file_bytes, progress=progress,
@@ -300,19 +316,69 @@ def _indent(text: str) -> str:
 
 
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.calibration import fit
-    from assistant.evalset import load_cases
-    from assistant.pipeline import Assistant
+    if args.corpus is not None:
+        return _calibrate_corpus(settings)
+    from assistant.calibrate import fit_packaged
+    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.evalset import load_sets
+    from assistant.evalsuite import open_runner
 
-    cases = load_cases(args.case_set)
-    assistant = Assistant.from_settings(settings)
-    rows = [assistant.features(c.question, c.history) for c in cases]
-    cal = fit(rows, [c.answerable for c in cases], fitted_on=str(args.case_set))
+    specs = load_sets(args.registry)
+    embedder = SentenceTransformerEmbedder(
+        settings.embed_model, batch_size=settings.embed_batch_size
+    )
+    with (
+        _progress_bars(_BUILD_LABELS) as progress,
+        open_runner(
+            settings.index_dir, embedder, Calibration.load(None), build_progress=progress
+        ) as runner,
+    ):
+        cal, figures, reference = fit_packaged(specs, runner.rows, runner.probes)
     cal.save(args.out)
+    ref_path = args.out.parent / "data" / "reference_features.jsonl"
+    ref_path.parent.mkdir(parents=True, exist_ok=True)
+    ref_path.write_text("".join(json.dumps(r) + "\n" for r in reference), encoding="utf-8")
+    for name, f in figures.items():
+        print(f"assistant: {name}, fitted without its corpus: refusal precision "
+              f"{f['refusal_precision']:.3f}, recall {f['refusal_recall']:.3f}, false refusals "
+              f"{f['false_refusal_rate']:.3f}", file=sys.stderr)  # fmt: skip
+    print(f"assistant: calibrated on {cal.fitted_on}; wrote {args.out} and {ref_path}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _calibrate_corpus(settings: Settings) -> int:
+    from assistant.calibrate import fit_corpus
+    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.index import build_index, check_index_dir
+    from assistant.ingest import check_corpus_dir
+    from assistant.pipeline import Assistant, chroma_server
+
+    check_corpus_dir(settings.corpus_dir)
+    check_index_dir(settings.index_dir)
+    embedder = SentenceTransformerEmbedder(
+        settings.embed_model, batch_size=settings.embed_batch_size
+    )
+    with _progress_bars(_BUILD_LABELS) as progress:
+        build_index(
+            settings.corpus_dir, settings.index_dir, embedder, progress=progress,
+            max_file_bytes=settings.max_file_bytes, server=chroma_server(settings),
+            batch=settings.index_batch, search_ef=settings.search_ef,
+        )  # fmt: skip
+    assistant = Assistant.from_settings(settings.with_(llm="", calibration_file=None), embedder)
+    try:
+        result = fit_corpus(assistant)
+        path = assistant.store_calibration(result.calibration)
+    finally:
+        assistant.close()
+    f = result.figures
     print(
-        f"assistant: calibrated on {len(cases)} cases from {args.case_set}: "
-        f"answers {cal.stats['answer_recall']:.0%} of answerable, "
-        f"declines {cal.stats['decline_recall']:.0%} of unanswerable; wrote {args.out}",
+        f"assistant: calibrated for {settings.corpus_dir} on {result.probes_answerable} heading "
+        f"probes and {result.probes_unanswerable} probe questions to decline; on the half kept "
+        f"apart: refusal precision {f['refusal_precision']:.3f}, recall "
+        f"{f['refusal_recall']:.3f}, false refusals {f['false_refusal_rate']:.3f}; stored with "
+        f"the index ({path}). Next: `assistant eval --set YOUR_CASES.jsonl --corpus "
+        f"{settings.corpus_dir}` with the same --index",
         file=sys.stderr,
     )
     return 0
@@ -321,66 +387,54 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "export-feedback":
         return _export_feedback(settings)
-    from contextlib import ExitStack
-
-    from assistant.baselines import assistant_system, open_baselines
-    from assistant.evalset import load_cases
-    from assistant.evaluation import System, run_systems
+    from assistant.evalsuite import run_suite
     from assistant.gate import GATE_EXIT_CODE, load_thresholds
-    from assistant.pipeline import Assistant
     from assistant.report import render_text, write_report
 
     if args.eval_k < 1:
         raise InputError(f"-k must be at least 1, not {args.eval_k}")
-    cases = load_cases(args.case_set)
     gate = load_thresholds(args.gate) if args.gate is not None else None
     if args.report is not None:  # fail before the run, not after it
         try:
             args.report.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise InputError(f"cannot write the report into {args.report}: {err}") from err
-    from assistant.llm import chat_model
-
-    llm_settings = settings.with_(llm=args.llm or settings.llm)
-    llm = chat_model(llm_settings)  # fails now (a bad ASSISTANT_LLM), not after the first run
-    assistant = Assistant.from_settings(settings.with_(llm=""))
-    with ExitStack() as stack:
-        progress = stack.enter_context(_progress_bars({}))
-        systems: list[System] = [assistant_system(assistant)]
-        if llm is not None:
-            generative = assistant.with_llm(llm, llm_timeout=llm_settings.llm_timeout)
-            systems.append(assistant_system(generative, name="assistant-llm"))
-        if not args.no_baselines:
-            systems += stack.enter_context(
-                open_baselines(
-                    settings.corpus_dir, assistant.embedder, k=args.eval_k,
-                    max_question_chars=settings.max_question_chars,
-                    max_file_bytes=settings.max_file_bytes,
-                )
-            )  # fmt: skip
-        run = run_systems(
-            cases, systems, k=args.eval_k, case_set=str(args.case_set), progress=progress
-        )
+    with _progress_bars(_BUILD_LABELS) as progress:
+        suite = run_suite(
+            settings, registry=args.registry, names=args.case_sets or (),
+            conversations=args.conversations, calibration=args.calibration, k=args.eval_k,
+            baselines=not args.no_baselines, llm=args.llm, progress=progress,
+        )  # fmt: skip
     if args.report is not None:
         try:
-            html_path, json_path = write_report(run, args.report)
+            html_path, json_path = write_report(suite, args.report, gate=gate)
         except OSError as err:
             raise InputError(f"cannot write the report into {args.report}: {err}") from err
         print(f"assistant: wrote {html_path} and {json_path}", file=sys.stderr)
     if args.json:
-        print(json.dumps(run.to_json(cases=False), ensure_ascii=False))
+        print(json.dumps(suite.to_json(cases=False), ensure_ascii=False))
     else:
-        print(render_text(run))
-    if gate is not None:
-        shortfalls = gate.check(run.runs[0].summary.metrics)
-        for shortfall in shortfalls:
-            print(f"assistant: gate: {shortfall}", file=sys.stderr)
-        if shortfalls:
-            print(f"assistant: gate failed ({len(shortfalls)} metric(s) outside {args.gate})",
-                  file=sys.stderr)  # fmt: skip
-            return GATE_EXIT_CODE
-        print(f"assistant: gate passed ({args.gate})", file=sys.stderr)
+        print("\n\n".join(render_text(run, gate=gate) for _, run in suite.runs))
+    if gate is None:
+        return 0
+    shortfalls = [
+        s for spec, run in suite.runs for s in gate.check(spec.name, run.runs[0].summary.metrics)
+    ]
+    for shortfall in shortfalls:
+        print(f"assistant: gate: {shortfall}", file=sys.stderr)
+    if shortfalls:
+        print(f"assistant: gate failed ({len(shortfalls)} metric(s) outside {args.gate})",
+              file=sys.stderr)  # fmt: skip
+        return GATE_EXIT_CODE
+    print(f"assistant: gate passed ({args.gate}; {len(suite.runs)} set(s))", file=sys.stderr)
     return 0
+
+
+_BUILD_LABELS = {
+    "read": ("reading files", "file"),
+    "copy": ("carrying over vectors", "chunk"),
+    "embed": ("embedding chunks", "chunk"),
+}
 
 
 def _export_feedback(settings: Settings) -> int:

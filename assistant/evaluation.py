@@ -17,14 +17,14 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from assistant.errors import InputError
-from assistant.evalset import EvalCase, normalise
-from assistant.schema import Answer, Passage
+from assistant.evalset import Conversation, EvalCase, normalise
+from assistant.schema import Answer, Passage, Turn
 
 __all__ = [
     "CaseResult",
@@ -44,6 +44,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HIT_AT = (1, 3, 5, 10)
+#: conversation turns that change the topic: a new question, an off-topic or out-of-scope one
+SWITCH_KINDS = ("switch", "off-topic", "out-of-scope")
 
 
 def has_facts(text: str, must: Sequence[Sequence[str]]) -> bool:
@@ -70,6 +72,8 @@ class CaseResult:
     answer: str
     retrieved: list[str]  # "title — section: text[:80]" of the ranked passages
     timings_ms: dict[str, float] = field(default_factory=dict)
+    searched: str = ""  # what the system searched for the question (its follow-up handling)
+    partial: bool = False  # the answer said the documents cover only part of the question
 
     @property
     def supported(self) -> bool:
@@ -86,6 +90,12 @@ class CaseResult:
         if not self.case.answerable:
             return not self.refused
         return not self.supported or self.gold_rank != 1
+
+    @property
+    def own_topic_or_declined(self) -> bool:
+        """Declined, or answered with the key facts and a citation that supports them: a
+        question after a change of topic is not answered from the previous topic."""
+        return self.refused or self.supported
 
     @property
     def why(self) -> str:
@@ -124,6 +134,9 @@ class CaseResult:
             "failed": self.failed,
             "why": self.why,
             "answer": self.answer,
+            "kind": c.kind,
+            "searched": self.searched,
+            "partial": self.partial,
             "retrieved": list(self.retrieved),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
@@ -139,8 +152,41 @@ def _gold_rank(passages: Sequence[Passage], case: EvalCase) -> int | None:
     return None
 
 
+def _run_case(
+    case: EvalCase,
+    ask: Callable[[EvalCase], Answer],
+    search: Callable[[EvalCase, int], list[Passage]],
+    k: int,
+) -> CaseResult:
+    t0 = time.perf_counter()
+    try:
+        passages = search(case, k)
+        t_search = (time.perf_counter() - t0) * 1000
+        answer = ask(case)
+    except InputError as err:  # e.g. a question over the length limit: name the case
+        raise InputError(f"case {case.id}: {err}") from err
+    timings = dict(answer.timings_ms) or {"total": (time.perf_counter() - t0) * 1000}
+    timings.setdefault("search", t_search)
+    cites = answer.citations
+    return CaseResult(
+        case=case,
+        gold_rank=_gold_rank(passages, case),
+        refused=answer.refused,
+        facts_ok=has_facts(answer.answer, case.must) if case.answerable else False,
+        citations=len(cites),
+        supporting_citations=sum(_supports(c.passage, case) for c in cites),
+        answer=answer.answer,
+        retrieved=[
+            f"{p.chunk.doc.title} — {p.chunk.section}: {p.chunk.text[:80]}" for p in passages
+        ],
+        timings_ms=timings,
+        searched=answer.search_query,
+        partial=answer.partial,
+    )
+
+
 def evaluate(
-    cases: Sequence[EvalCase],
+    cases: Sequence[EvalCase] | Sequence[Conversation],
     ask: Callable[[EvalCase], Answer],
     search: Callable[[EvalCase, int], list[Passage]],
     *,
@@ -149,39 +195,22 @@ def evaluate(
 ) -> list[CaseResult]:
     """Run every case: ``search`` ranks ``k`` passages (retrieval metrics), ``ask`` answers.
 
-    ``progress`` is called with the number of cases done after each one.
+    A :class:`Conversation` is run turn by turn: each turn is asked with the conversation so far
+    as its history (the questions asked and the answers this system gave), and scored as a
+    case of its own. ``progress`` is called with the number of cases (or conversations) done.
     """
     results: list[CaseResult] = []
-    for case in cases:
-        t0 = time.perf_counter()
-        try:
-            passages = search(case, k)
-            t_search = (time.perf_counter() - t0) * 1000
-            answer = ask(case)
-        except InputError as err:  # e.g. a question over the length limit: name the case
-            raise InputError(f"case {case.id}: {err}") from err
-        timings = dict(answer.timings_ms) or {"total": (time.perf_counter() - t0) * 1000}
-        timings.setdefault("search", t_search)
-        facts = has_facts(answer.answer, case.must) if case.answerable else False
-        cites = answer.citations
-        results.append(
-            CaseResult(
-                case=case,
-                gold_rank=_gold_rank(passages, case),
-                refused=answer.refused,
-                facts_ok=facts,
-                citations=len(cites),
-                supporting_citations=sum(_supports(c.passage, case) for c in cites),
-                answer=answer.answer,
-                retrieved=[
-                    f"{p.chunk.doc.title} — {p.chunk.section}: {p.chunk.text[:80]}"
-                    for p in passages
-                ],
-                timings_ms=timings,
-            )
-        )
+    for done, item in enumerate(cases, start=1):
+        if isinstance(item, Conversation):
+            history: list[Turn] = []
+            for turn in item.turns:
+                result = _run_case(replace(turn, history=list(history)), ask, search, k)
+                results.append(result)
+                history += [Turn("user", turn.question), Turn("assistant", result.answer)]
+        elif isinstance(item, EvalCase):
+            results.append(_run_case(item, ask, search, k))
         if progress is not None:
-            progress(len(results))
+            progress(done)
     return results
 
 
@@ -222,6 +251,14 @@ def summarise(results: Sequence[CaseResult]) -> EvalSummary:
     m["refusal_precision"] = _mean([not r.case.answerable for r in refused]) if refused else 1.0
     m["refusal_recall"] = _mean([r.refused for r in unans]) if unans else 1.0
     m["false_refusal_rate"] = _mean([r.refused for r in ans])
+    turns = [r for r in results if r.case.kind]
+    if turns:  # a conversation set: how follow-ups and changes of topic fare
+        follow = [r for r in turns if r.case.kind == "follow-up" and r.case.answerable]
+        m["follow_ups_answered"] = _mean([r.supported for r in follow])
+        switches = [r for r in turns if r.case.kind in SWITCH_KINDS]
+        m["switches_own_topic_or_declined"] = _mean(
+            [r.own_topic_or_declined if r.case.answerable else r.refused for r in switches]
+        )
     for stage in ("retrieve", "answer", "total"):
         vals = [r.timings_ms[stage] for r in results if stage in r.timings_ms]
         m[f"{stage}_p50_ms"] = statistics.median(vals) if vals else 0.0
@@ -303,6 +340,7 @@ class EvalRun:
     k: int  # passages ranked for the retrieval metrics
     runs: list[SystemRun]
     seconds: float
+    notes: list[str] = field(default_factory=list)  # how the run was made, for the report
 
     @property
     def cases(self) -> int:
@@ -322,19 +360,22 @@ class EvalRun:
             "k": self.k,
             "cases": self.cases,
             "seconds": round(self.seconds, 2),
+            "notes": list(self.notes),
             "systems": {r.name: r.to_json(k=self.k, cases=cases) for r in self.runs},
         }
 
 
 def run_systems(
-    cases: Sequence[EvalCase],
+    cases: Sequence[EvalCase] | Sequence[Conversation],
     systems: Sequence[System],
     *,
     k: int = 10,
     case_set: str = "",
     progress: Progress | None = None,
+    notes: Sequence[str] = (),
 ) -> EvalRun:
-    """Evaluate each system on the same cases, one system after the other."""
+    """Evaluate each system on the same cases, one system after the other. ``notes`` say how
+    the run was made (e.g. which calibration decided to decline), for the report."""
     if k < 1:
         raise InputError(f"k must be at least 1, not {k}")
     date = datetime.now(UTC).isoformat(timespec="seconds")
@@ -360,7 +401,7 @@ def run_systems(
             )
         )
         log.info("evaluated %s on %d cases", system.name, len(cases))
-    return EvalRun(case_set, date, k, runs, time.perf_counter() - t_all)
+    return EvalRun(case_set, date, k, runs, time.perf_counter() - t_all, notes=list(notes))
 
 
 # -- feedback from the chat page ------------------------------------------------------------------

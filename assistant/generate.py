@@ -33,12 +33,11 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from assistant.answer import (
     DUPLICATE_COSINE,
-    INSTRUCTION_LIKE,
     UnitVectors,
     join_lines,
+    passage_units,
     quote_span,
 )
-from assistant.chunking import split_units, unit_id
 from assistant.embeddings import Embedder
 from assistant.errors import LLMError
 from assistant.lexical import tokenize
@@ -321,11 +320,7 @@ class GenerativeAnswerer:
         return self._compose(checks, evidence)
 
     def _evidence(self, passages: Sequence[Passage], stored: UnitVectors) -> list[_Evidence]:
-        keyed = [
-            [(unit_id(p.chunk.chunk_id, j), text) for j, (text, _) in enumerate(
-                split_units(p.chunk.text)) if not INSTRUCTION_LIKE.search(text)]
-            for p in passages
-        ]  # fmt: skip
+        keyed = [[(u.key, u.text) for u in passage_units(i, p)] for i, p in enumerate(passages)]
         found = stored([key for units in keyed for key, _ in units])
         todo = [text for units in keyed for key, text in units if key not in found]
         fresh = dict(zip(todo, self.embedder.encode(todo), strict=True)) if todo else {}

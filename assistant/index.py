@@ -79,6 +79,9 @@ log = logging.getLogger(__name__)
 FORMAT = 2
 _READABLE_FORMATS = (1, 2)
 RESUME_FILE = "resume.json"
+#: a calibration fitted for this index's documents (``assistant calibrate --corpus``): carried
+#: over from build to build of the same index folder
+BUILD_CALIBRATION = "calibration.json"
 #: chunks embedded and written together; the next batch is embedded while one is written
 WRITE_BATCH = 512
 COLLECTION = "guidance"
@@ -276,6 +279,8 @@ def build_index(
                 store="embedded" if server is None else "server",
             )
             _write_atomic(partial / "meta.json", json.dumps(asdict(meta), indent=2))
+            if previous and (builds / previous / BUILD_CALIBRATION).is_file():
+                shutil.copyfile(builds / previous / BUILD_CALIBRATION, partial / BUILD_CALIBRATION)
             final = builds / build_id
             os.replace(partial, final)
             _write_atomic(index_dir / "CURRENT", json.dumps({"build": build_id}))
@@ -735,3 +740,11 @@ class IndexHandle:
 
     def info(self) -> dict[str, Any]:
         return self.get().describe()
+
+    def close(self) -> None:
+        """Release the open snapshots (the handle opens the current build again if used)."""
+        with self._lock:
+            for snap in (self._retired, self._snapshot):
+                if snap is not None:
+                    snap.close()
+            self._retired = self._snapshot = None

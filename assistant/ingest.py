@@ -3,7 +3,8 @@
 Every supported file (plain text, Markdown, HTML, PDF, Word .docx) is turned into the same
 *normalised text*, the contract with the chunker:
 
-* headings are lines starting with ``#`` (``# `` title, ``## `` section, ``### `` …);
+* headings are lines starting with ``#`` (``# `` title, ``## `` section, ``### `` …); a line
+  of text that starts like one (a comment in a code block) is escaped as ``\\#``;
 * list items are lines starting with ``- ``, one per line, consecutive items on consecutive lines;
 * paragraphs (and lists, and headings) are separated by exactly one blank line;
 * whitespace inside a line is collapsed to single spaces (non-breaking spaces included), lines
@@ -26,6 +27,7 @@ import os
 import re
 import stat
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -412,6 +414,15 @@ def _clean_line(line: str) -> str:
     return " ".join(line.translate(_INVISIBLE).split())
 
 
+_HEADING_MARK = re.compile(r"^#{1,6}\s")
+
+
+def _escape_heading(line: str) -> str:
+    """A text line that would read as a heading ("# a comment" in a code block) is escaped
+    ("\\# a comment"); the chunker turns it back into text."""
+    return "\\" + line if _HEADING_MARK.match(line) else line
+
+
 @dataclass
 class _Blocks:
     """Collects headings, paragraphs and lists, then renders the normalised text."""
@@ -430,7 +441,7 @@ class _Blocks:
         """A line of paragraph text; consecutive lines make one paragraph."""
         if self.items:
             self.flush()
-        text = _clean_line(text)
+        text = _escape_heading(_clean_line(text))
         if text:
             self.para.append(text)
 
@@ -449,7 +460,7 @@ class _Blocks:
     def paragraph(self, text: str) -> None:
         """A whole paragraph at once; explicit line breaks (``\\n``) inside it are kept."""
         self.flush()
-        lines = [_clean_line(line) for line in text.splitlines()]
+        lines = [_escape_heading(_clean_line(line)) for line in text.splitlines()]
         joined = "\n".join(line for line in lines if line)
         if joined:
             self.out.append(joined)
@@ -645,6 +656,15 @@ _HTML_DROP = tuple(
     ]
 )
 _HTML_DROP_ROLES = frozenset({"navigation", "contentinfo", "search", "banner"})
+#: classes documentation generators (Sphinx, MkDocs, DocBook, Docusaurus) give to page furniture:
+#: tables of contents, breadcrumbs, sidebars, previous/next bars, "edit this page" links
+_HTML_DROP_CLASSES = frozenset(
+    {
+        "toc", "toctree-wrapper", "sphinxsidebar", "related", "breadcrumb", "breadcrumbs",
+        "navheader", "navfooter", "md-sidebar", "md-header", "md-footer", "md-source",
+        "skip-link", "edit-this-page", "pagination-nav", "theme-doc-toc-mobile",
+    }
+)  # fmt: skip
 _HTML_BLOCKS = frozenset(
     [
         "address",
@@ -691,16 +711,18 @@ _LINE_BREAKS = dict.fromkeys(map(ord, "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 def _read_html(data: bytes) -> tuple[str, str]:
     """(normalised text, title) of an HTML page. Text is taken as text; no markup survives."""
-    from bs4 import BeautifulSoup, FeatureNotFound, Tag
+    from bs4 import BeautifulSoup, FeatureNotFound, Tag, XMLParsedAsHTMLWarning
     from bs4.exceptions import ParserRejectedMarkup
 
     if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise UnreadableFile("binary file, not text (NUL bytes)")
     try:
-        try:
-            soup = BeautifulSoup(data, "lxml")
-        except FeatureNotFound:  # lxml is not installed: the standard library's parser will do
-            soup = BeautifulSoup(data, "html.parser")
+        with warnings.catch_warnings():  # XHTML pages (DocBook's) are HTML as far as we care
+            warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+            try:
+                soup = BeautifulSoup(data, "lxml")
+            except FeatureNotFound:  # no lxml: the standard library's parser will do
+                soup = BeautifulSoup(data, "html.parser")
         title_tag = soup.find("title")
         title = _clean_line(title_tag.get_text(" ")) if isinstance(title_tag, Tag) else ""
         for tag in soup.find_all(True):
@@ -708,15 +730,26 @@ def _read_html(data: bytes) -> tuple[str, str]:
                 continue
             role = str(tag.get("role") or "").lower()
             hidden = tag.has_attr("hidden") or str(tag.get("aria-hidden") or "") == "true"
-            if role in _HTML_DROP_ROLES or hidden or (tag.name == "header" and tag.find("nav")):
+            furniture = {str(c).lower() for c in tag.get("class") or []} & _HTML_DROP_CLASSES
+            if (
+                role in _HTML_DROP_ROLES
+                or hidden
+                or furniture
+                or (tag.name == "header" and tag.find("nav"))
+            ):
                 tag.decompose()
         for tag in soup.find_all(list(_HTML_DROP)):
             if not tag.decomposed:
                 tag.decompose()
-        root = soup.body or soup
+        for tag in soup.find_all("a"):  # permalink signs after headings ("¶", "#", "§")
+            if not tag.decomposed and _is_permalink(tag):
+                tag.decompose()
+        root = _main_content(soup)
         first_h1 = root.find("h1")
-        if not title and isinstance(first_h1, Tag):
-            title = _inline_text(first_h1)
+        if isinstance(first_h1, Tag) and _inline_text(first_h1):
+            title = _inline_text(first_h1)  # the page's own heading, not the site's <title>
+        else:
+            title = _page_title(title)
         blocks = _Blocks()
         if title and first_h1 is None:
             blocks.heading(1, title)
@@ -726,6 +759,45 @@ def _read_html(data: bytes) -> tuple[str, str]:
         raise UnreadableFile("could not parse HTML: elements nested too deeply") from None
     except (ParserRejectedMarkup, ValueError, LookupError) as err:
         raise UnreadableFile(f"could not parse HTML: {_short(err)}") from None
+
+
+#: text of a heading's permalink anchor in pages from documentation generators (Sphinx, MkDocs,
+#: Docusaurus, GitHub's Markdown): it is not part of the heading
+_PERMALINK_SIGNS = frozenset({"¶", "#", "§", "🔗", "⚓", "⚓︎", "link", "permalink"})
+#: separators between a page's own title and the site's name in <title>
+_TITLE_SEPARATOR = re.compile(r"\s+(?:[—–|·»:]|-{1,2})\s+")
+
+
+def _is_permalink(tag: Tag) -> bool:
+    """An in-page link whose text is only a permalink sign (or that is marked as one)."""
+    href = str(tag.get("href") or "")
+    classes = {str(c).lower() for c in tag.get("class") or []}
+    if classes & {"headerlink", "anchor-link", "anchorjs-link", "hash-link", "permalink"}:
+        return True
+    text = " ".join(tag.get_text(" ").split()).lower()
+    return href.startswith("#") and (text in _PERMALINK_SIGNS or (not text and not tag.find("img")))
+
+
+def _main_content(soup: Tag) -> Tag:
+    """The page's main content (``<main>``, ``role="main"``, or a lone ``<article>``): sidebars,
+    breadcrumbs and footers of documentation sites lie outside it. The body if there is none."""
+    from bs4 import Tag
+
+    for found in (soup.find("main"), soup.find(True, attrs={"role": "main"})):
+        if isinstance(found, Tag) and found.get_text(strip=True):
+            return found
+    articles = soup.find_all("article")
+    if len(articles) == 1 and articles[0].get_text(strip=True):
+        return articles[0]
+    body = soup.find("body")
+    return body if isinstance(body, Tag) else soup
+
+
+def _page_title(title: str) -> str:
+    """A ``<title>`` without the site's name: "Sorting HOW TO — Python 3.11 documentation" →
+    "Sorting HOW TO" (the first part, when the title is made of parts joined by a dash or bar)."""
+    parts = [p for p in _TITLE_SEPARATOR.split(title) if p.strip()]
+    return parts[0].strip() if len(parts) > 1 else title
 
 
 class _HtmlWalker:

@@ -18,7 +18,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
-__all__ = ["LexicalIndex", "tokenize"]
+__all__ = ["LexicalIndex", "specific_terms", "tokenize"]
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,31 @@ def _stemmer() -> Stemmer.Stemmer:
     return Stemmer.Stemmer("english")
 
 
+#: an acronym's plural ("CCGs", "CSUs"): the stemmer leaves it alone, so the "s" goes here
+_ACRONYM_PLURAL = re.compile(r"\b([A-Z]{2,})s\b")
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-cased, stemmed content words (stop words dropped)."""
+    """Lower-cased, stemmed content words (stop words dropped; "CCGs" is "ccg")."""
+    text = _ACRONYM_PLURAL.sub(r"\1", text)
     words = [w for w in _TOKEN.findall(text.lower()) if w not in _STOPWORDS]
     return list(_stemmer().stemWords(words))
+
+
+#: a word that names something: it has a digit, a capital after its first letter (CCG, CamelCase),
+#: an underscore or an inner dot (code and field names), or it is capitalised after the start of
+#: the question (a proper name)
+_NAMED = re.compile(r"(?u)\b\w*(?:\d|[A-Z]\w*[A-Z]|_)\w*\b|\b\w+(?:\.\w+)+\b")
+_CAPITALISED = re.compile(r"(?u)(?<=[^.?!:]\s)[A-Z][a-z]+")
+
+
+def specific_terms(text: str) -> list[str]:
+    """The words of ``text`` that name something (names, acronyms, numbers, code and field
+    names), as :func:`tokenize` stems: what a passage must mention to be about the same thing.
+    Found by their form, so the rule needs no vocabulary of its own."""
+    found = _NAMED.findall(text) + _CAPITALISED.findall(" " + text)
+    stems = [t for word in found for t in tokenize(word)]
+    return list(dict.fromkeys(stems))
 
 
 class LexicalIndex:
@@ -46,6 +67,7 @@ class LexicalIndex:
 
     def __init__(self, ids: Sequence[str], model: bm25s.BM25, doc_freq: dict[str, int]) -> None:
         self.ids = list(ids)
+        self._positions: dict[str, int] | None = None
         self._model = model
         self.doc_freq = doc_freq
 
@@ -75,6 +97,13 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def positions(self) -> dict[str, int]:
+        """Each chunk id's place in the index: the order the build indexed them in, which is
+        document order (computed once)."""
+        if self._positions is None:
+            self._positions = {cid: i for i, cid in enumerate(self.ids)}
+        return self._positions
 
     def idf(self, token: str) -> float:
         """Smoothed inverse document frequency; a word the corpus never uses gets the most."""

@@ -14,13 +14,26 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from assistant.evaluation import CaseResult, EvalRun, SystemRun
+from assistant.gate import Gate
 
-__all__ = ["METRICS", "hit_curve_png", "latency_png", "render_html", "render_text", "write_report"]
+if TYPE_CHECKING:
+    from assistant.evalsuite import SuiteRun
+
+__all__ = [
+    "METRICS",
+    "hit_curve_png",
+    "latency_png",
+    "render_html",
+    "render_set",
+    "render_text",
+    "write_report",
+]
 
 #: the metrics shown, in order, with their labels
 METRICS: tuple[tuple[str, str], ...] = (
@@ -36,6 +49,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("refusal_precision", "refusal precision"),
     ("refusal_recall", "refusal recall"),
     ("false_refusal_rate", "false-refusal rate"),
+    ("follow_ups_answered", "follow-ups answered"),
+    ("switches_own_topic_or_declined", "topic switches: own topic or declined"),
     ("retrieve_p50_ms", "retrieve p50 (ms)"),
     ("retrieve_p95_ms", "retrieve p95 (ms)"),
     ("answer_p50_ms", "answer p50 (ms)"),
@@ -50,9 +65,9 @@ _COLOURS = ("#1f5fa8", "#d9822b", "#3a9a5b", "#a83279", "#6b6b6b")
 
 def _cell(run: SystemRun, metric: str) -> str:
     """A metric of one system as shown; refusal metrics of a system that never declines are n/a."""
-    if metric in _REFUSAL and not run.declines:
+    if (metric in _REFUSAL and not run.declines) or metric not in run.summary.metrics:
         return _NOT_APPLICABLE
-    value = run.summary.metrics.get(metric, 0.0)
+    value = run.summary.metrics[metric]
     return f"{value:.1f}" if metric.endswith("_ms") else f"{value:.3f}"
 
 
@@ -70,8 +85,15 @@ def _gold(r: CaseResult) -> str:
 # -- text ---------------------------------------------------------------------------------------
 
 
-def render_text(run: EvalRun) -> str:
-    """The metrics of every system side by side, then the assistant's failing cases."""
+def _shown(run: EvalRun) -> list[tuple[str, str]]:
+    """The metrics a run reports (conversation metrics only for conversation sets)."""
+    have = set(run.runs[0].summary.metrics) if run.runs else set()
+    return [(m, label) for m, label in METRICS if m in have]
+
+
+def render_text(run: EvalRun, gate: Gate | None = None) -> str:
+    """The metrics of every system side by side, the gap to each target, then the assistant's
+    failing cases."""
     width = max(len(label) for _, label in METRICS)
     cols = [max(len(r.name), 9) for r in run.runs]
 
@@ -81,16 +103,26 @@ def render_text(run: EvalRun) -> str:
         )
 
     lines = [
-        f"{run.cases} cases from {run.case_set}, k={run.k}, {run.date}, {run.seconds:.1f}s",
+        f"== {run.case_set}: {run.cases} cases, k={run.k}, {run.date}, {run.seconds:.1f}s",
+        *run.notes,
         "",
         row("", [r.name for r in run.runs]),
     ]
-    lines += [row(label, [_cell(r, metric) for r in run.runs]) for metric, label in METRICS]
+    lines += [row(label, [_cell(r, metric) for r in run.runs]) for metric, label in _shown(run)]
     lines.append(row("declined", [str(r.refusals) for r in run.runs]))
     lines.append(row("failing cases", [str(r.summary.counts["failures"]) for r in run.runs]))
     if any(not r.declines for r in run.runs):
         lines += ["", "n/a: the baselines answer with their top passage and never decline."]
     first = run.runs[0] if run.runs else None
+    if first is not None and gate is not None:
+        gaps = gate.gaps(run.case_set, first.summary.metrics)
+        if gaps:
+            lines += ["", f"Targets of {run.case_set}:"]
+            lines += [
+                f"- {g.metric}: {g.value:.3f} (target {g.target:g}"
+                + (", met)" if g.met else f", {g.gap:.3f} to go)")
+                for g in gaps
+            ]
     if first is not None:
         failures = first.failures
         lines += ["", f"Failing cases of {first.name} ({len(failures)} of {len(first.results)}):"]
@@ -164,6 +196,7 @@ tr.best td.num{font-weight:600}.metrics{width:auto}.metrics td:first-child{white
 .fail td{font-size:.88rem}.fail td:nth-child(1){white-space:nowrap}
 .fail ol{margin:0;padding-left:1.2rem}img{max-width:100%;height:auto;border:1px solid #eee}
 .note{color:#555;font-size:.9rem}code{background:#f2f4f7;padding:0 .2rem}
+h3{font-size:1rem;margin-top:1.2rem}
 """
 
 
@@ -174,7 +207,7 @@ def _e(text: object) -> str:
 def _metrics_table(run: EvalRun) -> str:
     head = "".join(f"<th>{_e(r.name)}</th>" for r in run.runs)
     rows = [f"<tr><th>metric</th>{head}</tr>"]
-    for metric, label in METRICS:
+    for metric, label in _shown(run):
         cells = "".join(f'<td class="num">{_e(_cell(r, metric))}</td>' for r in run.runs)
         rows.append(f"<tr><td>{_e(label)}</td>{cells}</tr>")
     for key in ("failures", "refused"):
@@ -216,52 +249,131 @@ def _systems_list(runs: Sequence[SystemRun]) -> str:
     return f"<ul>{items}</ul>"
 
 
-def render_html(run: EvalRun) -> str:
-    """The whole report as one self-contained HTML page."""
+_NOTE = (
+    '<p class="note">Retrieval metrics count answerable cases whose evidence snippet is in a '
+    "passage among the first k. A correct answer contains every key fact; a citation is precise "
+    "if its passage holds the evidence or a key fact. Conversations are asked turn by turn, each "
+    "turn with the questions and answers before it. The baselines answer with their top passage, "
+    "cited once, and never decline: their refusal metrics are n/a.</p>"
+)
+
+
+def _targets_table(run: EvalRun, gate: Gate | None) -> str:
     main = run.runs[0] if run.runs else None
+    gaps = gate.gaps(run.case_set, main.summary.metrics) if gate and main else []
+    if not gaps:
+        return ""
+    rows = ["<tr><th>metric</th><th>figure</th><th>floor</th><th>target</th><th>gap</th></tr>"]
+    floors = gate.floors.get(run.case_set) if gate else None
+    for g in gaps:
+        floor = ""
+        if floors is not None:
+            bound = floors.minimum.get(g.metric, floors.maximum.get(g.metric))
+            floor = "" if bound is None else f"{bound:g}"
+        rows.append(
+            f'<tr><td>{_e(g.metric)}</td><td class="num">{g.value:.3f}</td>'
+            f'<td class="num">{_e(floor)}</td><td class="num">{g.target:g}</td>'
+            f'<td class="num">{"met" if g.met else f"{g.gap:.3f}"}</td></tr>'
+        )
+    return (
+        f"<h3>Targets of {_e(run.case_set)}</h3>"
+        '<table class="metrics">' + "".join(rows) + "</table>"
+    )
+
+
+def render_set(run: EvalRun, gate: Gate | None = None) -> str:
+    """One set's section: systems, metrics, targets, hit@k, latency, failing cases."""
+    main = run.runs[0] if run.runs else None
+    notes = "".join(f'<p class="note">{_e(n)}</p>' for n in run.notes)
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Evaluation — {_e(run.case_set)}</title><style>{_CSS}</style></head><body>",
-        "<h1>Evaluation of the commissioning guidance assistant</h1>",
-        f'<p class="meta">{run.cases} cases from <code>{_e(run.case_set)}</code> · k = {run.k} · '
-        f"{_e(run.date)} · {run.seconds:.1f}s in all</p>",
-        "<h2>Systems</h2>",
+        f'<h2 id="set-{_e(run.case_set)}">{_e(run.case_set)}</h2>',
+        f'<p class="meta">{run.cases} cases · k = {run.k} · {_e(run.date)} · '
+        f"{run.seconds:.1f}s</p>{notes}",
         _systems_list(run.runs),
-        '<p class="note">Retrieval metrics count answerable cases whose evidence snippet is in '
-        "a passage among the first k. A correct answer contains every key fact; a citation is "
-        "precise if its passage holds the evidence or a key fact. Follow-up questions are "
-        "searched by every system with the previous user question prepended when they lean on "
-        "it. The baselines answer with their top passage, cited once, and never decline: their "
-        "refusal metrics are n/a.</p>",
-        "<h2>Metrics</h2>",
         _metrics_table(run),
-        "<h2>hit@k</h2>",
-        f'<img src="{hit_curve_png(run)}" alt="hit@k curves of every system">',
+        _targets_table(run, gate),
+        f'<img src="{hit_curve_png(run)}" '
+        f'alt="hit@k curves of every system on {_e(run.case_set)}">',
     ]
     if main is not None:
         parts += [
-            f"<h2>Latency of {_e(main.name)}</h2>",
             f'<img src="{latency_png(main)}" alt="histogram of end-to-end latency">',
-            f"<h2>Failing cases of {_e(main.name)} ({len(main.failures)} of "
-            f"{len(main.results)})</h2>",
+            f"<h3>Failing cases of {_e(main.name)} ({len(main.failures)} of "
+            f"{len(main.results)})</h3>",
             '<p class="note">A case fails if an unanswerable question is answered, or an '
             "answerable one is declined, misses a key fact, has no supporting citation, or its "
             "evidence is not the top passage.</p>",
             _failures_table(main),
         ]
-    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+_OVERVIEW = (
+    ("hit@1", "hit@1"),
+    ("hit@5", "hit@5"),
+    ("key_fact_accuracy", "key facts"),
+    ("citation_precision", "citation precision"),
+    ("refusal_precision", "refusal precision"),
+    ("refusal_recall", "refusal recall"),
+    ("false_refusal_rate", "false refusals"),
+    ("follow_ups_answered", "follow-ups answered"),
+    ("switches_own_topic_or_declined", "switches: own topic or declined"),
+)
+
+
+def _overview(runs: Sequence[EvalRun], gate: Gate | None) -> str:
+    """Every set side by side: the assistant's figure (target), each baseline's beside it."""
+    head = "".join(f"<th>{_e(r.case_set)}</th>" for r in runs)
+    rows = [f"<tr><th>metric</th><th>system</th>{head}</tr>"]
+    systems = list(dict.fromkeys(s.name for r in runs for s in r.runs))
+    for metric, label in _OVERVIEW:
+        if not any(metric in s.summary.metrics for r in runs for s in r.runs):
+            continue
+        for name in systems:
+            cells = []
+            for r in runs:
+                run = next((s for s in r.runs if s.name == name), None)
+                cell = _cell(run, metric) if run is not None else ""
+                target = gate.targets.get(r.case_set, {}).get(metric) if gate else None
+                if run is r.runs[0] and target is not None and cell != _NOT_APPLICABLE:
+                    cell += f" ({target:g})"
+                cells.append(f'<td class="num">{_e(cell)}</td>')
+            rows.append(f"<tr><td>{_e(label)}</td><td>{_e(name)}</td>{''.join(cells)}</tr>")
+    return '<table class="metrics">' + "".join(rows) + "</table>"
+
+
+def render_html(suite: SuiteRun | EvalRun, gate: Gate | None = None) -> str:
+    """The whole report as one self-contained HTML page."""
+    runs = [suite] if isinstance(suite, EvalRun) else [run for _, run in suite.runs]
+    toc = "".join(f'<li><a href="#set-{_e(r.case_set)}">{_e(r.case_set)}</a></li>' for r in runs)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Evaluation — {_e(', '.join(r.case_set for r in runs))}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Evaluation of the commissioning guidance assistant</h1>",
+        f'<p class="meta">{len(runs)} set(s): <ul>{toc}</ul></p>',
+        _NOTE,
+        "<h2>All sets side by side</h2>",
+        '<p class="note">The assistant\'s figure is followed by its target in brackets.</p>',
+        _overview(runs, gate),
+        *(render_set(r, gate) for r in runs),
+        "</body></html>",
+    ]
     return "\n".join(parts) + "\n"
 
 
-def write_report(run: EvalRun, folder: Path) -> tuple[Path, Path]:
+def write_report(
+    suite: SuiteRun | EvalRun, folder: Path, gate: Gate | None = None
+) -> tuple[Path, Path]:
     """Write ``folder/eval.json`` (everything, per case) and ``folder/eval.html``."""
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "eval.json"
     html_path = folder / "eval.html"
     json_path.write_text(
-        json.dumps(run.to_json(cases=True), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        json.dumps(suite.to_json(cases=True), ensure_ascii=False, indent=1) + "\n",
+        encoding="utf-8",
     )
-    html_path.write_text(render_html(run), encoding="utf-8")
+    html_path.write_text(render_html(suite, gate), encoding="utf-8")
     return html_path, json_path

@@ -124,6 +124,13 @@ class Passage:
     dense: float | None = None  # cosine similarity to the question, if retrieved densely
     lexical: float | None = None  # BM25 score, if retrieved lexically
     sentence: float | None = None  # cosine similarity of its closest sentence to the question
+    #: the chunks the passage is made of, in document order: the chunk retrieval ranked and its
+    #: neighbours of the same section (empty: the chunk alone)
+    members: tuple[Chunk, ...] = ()
+
+    @property
+    def parts(self) -> tuple[Chunk, ...]:
+        return self.members or (self.chunk,)
 
 
 @dataclass(frozen=True)
@@ -165,12 +172,16 @@ class Answer:
     mode: str = "extractive"
     search_query: str = ""  # the question as searched (differs from ``question`` for follow-ups)
     confidence: float = 0.0  # calibrated probability that the guidance answers the question
+    #: the question asks several things and the documents answer only some of them (the
+    #: answer says which part they do not cover)
+    partial: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "answer": self.answer,
             "refused": self.refused,
+            "partial": self.partial,
             "mode": self.mode,
             "confidence": round(self.confidence, 4),
             "search_query": self.search_query,

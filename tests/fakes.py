@@ -26,6 +26,7 @@ __all__ = [
     "FakeEmbedder",
     "always_answer",
     "always_decline",
+    "answers_above",
     "assert_cited",
     "body",
     "fake_stem",
@@ -116,6 +117,14 @@ def calibration(threshold: float) -> Calibration:
         scale={"top_dense": 1.0},
         threshold=threshold,
     )
+
+
+def answers_above(top_dense: float) -> Calibration:
+    """Answers when the best passage's cosine is at least ``top_dense``."""
+    return Calibration(
+        weights={"top_dense": 1.0}, bias=-top_dense, mean={"top_dense": 0.0},
+        scale={"top_dense": 1.0},
+    )  # fmt: skip
 
 
 def always_answer() -> Calibration:

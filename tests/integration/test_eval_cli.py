@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from assistant.baselines import assistant_system, open_baselines
+from assistant.calibration import Calibration
 from assistant.embeddings import SentenceTransformerEmbedder
 from assistant.evalset import load_cases
 from assistant.evaluation import run_systems
@@ -91,11 +92,15 @@ def _run_eval(real_index: Path, tmp_path: Path, *args: str) -> subprocess.Comple
 def test_eval_command_prints_json_and_writes_the_report(real_index: Path, tmp_path: Path) -> None:
     report = tmp_path / "report"
     proc = _run_eval(real_index, tmp_path, "--json", "--report", str(report))
-    case_set = tmp_path / "small.jsonl"
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)  # stdout is one JSON object and nothing else
+    by_set = json.loads(proc.stdout)  # stdout is one JSON object and nothing else
+    assert list(by_set) == ["small"]  # the set one brings is named after its file
+    summary = by_set["small"]
+    assert summary["notes"] == [
+        f"declining decided by the assistant's own calibration ({Calibration.load().fitted_on})"
+    ]
     assert set(summary["systems"]) == SYSTEMS
-    assert (summary["cases"], summary["k"], summary["set"]) == (5, 10, str(case_set))
+    assert (summary["cases"], summary["k"], summary["set"]) == (5, 10, "small")
     for name, system in summary["systems"].items():
         assert system["counts"]["cases"] == 5, name
         assert system["counts"]["unanswerable"] == 1, name
@@ -103,12 +108,12 @@ def test_eval_command_prints_json_and_writes_the_report(real_index: Path, tmp_pa
         assert "results" not in system
     assert summary["systems"]["assistant"]["metrics"]["hit@10"] == 1.0
     assert summary["systems"]["bm25"]["counts"]["refused"] == 0
-    assert "evaluating assistant" in proc.stderr  # progress goes to stderr
+    assert "evaluating small: assistant" in proc.stderr  # progress goes to stderr
     page = (report / "eval.html").read_text(encoding="utf-8")
     assert page.count('<img src="data:image/png;base64,') == 2
     for name in SYSTEMS:
         assert name in page
-    full = json.loads((report / "eval.json").read_text(encoding="utf-8"))
+    full = json.loads((report / "eval.json").read_text(encoding="utf-8"))["small"]
     assert [r["id"] for r in full["systems"]["assistant"]["results"]] == [
         c["id"] for c in SMALL_SET
     ]
@@ -125,7 +130,7 @@ def test_the_gate_passes_and_fails_on_the_real_metrics(real_index: Path, tmp_pat
     gate.write_text('[min]\n"hit@10" = 1.0\n[max]\ntotal_p50_ms = 0.001\n', encoding="utf-8")
     failed = _run_eval(real_index, tmp_path, "--no-baselines", "--gate", str(gate))
     assert failed.returncode == 7, failed.stderr
-    assert "gate: total_p50_ms = " in failed.stderr
+    assert "gate: small: total_p50_ms = " in failed.stderr
     assert "above its ceiling 0.001" in failed.stderr
     assert "hit@10" not in failed.stderr.split("gate:", 1)[1]  # only the failing metric is named
     assert "Traceback" not in failed.stderr

@@ -32,7 +32,13 @@ def test_fit_classifies_separable_features() -> None:
     rows, labels = separable()
     cal = fit(rows, labels, fitted_on="synthetic")
     assert [cal.answers(r) for r in rows] == labels
-    assert cal.stats == {"cases": 40.0, "answer_recall": 1.0, "decline_recall": 1.0}
+    assert cal.stats == {
+        "cases": 40.0,
+        "refusal_precision": 1.0,
+        "refusal_recall": 1.0,
+        "false_refusal_rate": 0.0,
+    }
+    assert cal.probe_normalised  # fitted on features read against the index's probes
     assert cal.fitted_on == "synthetic"
     assert cal.threshold == 0.5
     assert set(cal.weights) == set(cal.mean) == set(cal.scale) == set(FEATURES)

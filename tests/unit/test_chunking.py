@@ -62,8 +62,12 @@ Page of - Completed
 """
 
 
+#: passages packed only up to this, so each paragraph of SAMPLE stays a passage of its own
+SMALL = 120
+
+
 def test_headings_become_sections() -> None:
-    chunks = chunk_document(doc(SAMPLE))
+    chunks = chunk_document(doc(SAMPLE), min_chars=SMALL)
     assert [(c.section, c.text.split()[:2]) for c in chunks] == [
         ("", ["Opening", "paragraph"]),
         ("Budgets", ["The", "budget"]),
@@ -79,7 +83,7 @@ def test_headings_become_sections() -> None:
 
 
 def test_list_stays_with_its_introduction() -> None:
-    chunks = chunk_document(doc(SAMPLE))
+    chunks = chunk_document(doc(SAMPLE), min_chars=SMALL)
     (stages,) = [c for c in chunks if "three stages" in c.text]
     assert stages.text == (
         "The cycle has three stages:\n- Assess the needs of the local population.\n"
@@ -88,7 +92,7 @@ def test_list_stays_with_its_introduction() -> None:
 
 
 def test_debris_lines_are_dropped() -> None:
-    text = "\n".join(c.text for c in chunk_document(doc(SAMPLE)))
+    text = "\n".join(c.text for c in chunk_document(doc(SAMPLE), min_chars=SMALL))
     for debris in ("Click here", "Take Exam", "Page of", "Completed"):
         assert debris not in text
 
@@ -189,21 +193,25 @@ def test_run_in_label_becomes_a_sub_section() -> None:
 
 
 def test_chunk_ids_are_stable_and_follow_the_text() -> None:
-    first = chunk_document(doc(SAMPLE))
-    again = chunk_document(doc(SAMPLE))
+    first = chunk_document(doc(SAMPLE), min_chars=SMALL)
+    again = chunk_document(doc(SAMPLE), min_chars=SMALL)
     assert [c.chunk_id for c in first] == [c.chunk_id for c in again]
     assert len({c.chunk_id for c in first}) == len(first)
     assert all(c.chunk_id.startswith("guide:") for c in first)
 
-    edited = chunk_document(doc(SAMPLE.replace("regional boards", "national boards")))
+    edited = chunk_document(
+        doc(SAMPLE.replace("regional boards", "national boards")), min_chars=SMALL
+    )
     changed = [a.chunk_id != b.chunk_id for a, b in zip(first, edited, strict=True)]
     assert changed == [False, True, False, False]
 
 
 def test_chunk_id_depends_on_title_and_section_too() -> None:
-    base = chunk_document(doc(SAMPLE))[1]
-    other_title = chunk_document(doc(SAMPLE, DocInfo("guide", "Another title", "guide.md")))[1]
-    other_section = chunk_document(doc(SAMPLE.replace("## Budgets", "## Money")))[1]
+    base = chunk_document(doc(SAMPLE), min_chars=SMALL)[1]
+    titled = doc(SAMPLE, DocInfo("guide", "Another title", "guide.md"))
+    other_title = chunk_document(titled, min_chars=SMALL)[1]
+    moved = doc(SAMPLE.replace("## Budgets", "## Money"))
+    other_section = chunk_document(moved, min_chars=SMALL)[1]
     assert base.text == other_title.text == other_section.text
     assert len({base.chunk_id, other_title.chunk_id, other_section.chunk_id}) == 3
 
@@ -257,7 +265,7 @@ def test_a_list_item_longer_than_max_chars_is_split_as_prose() -> None:
 
 
 def test_title_and_section_are_in_embed_text() -> None:
-    chunks = chunk_document(doc(SAMPLE))
+    chunks = chunk_document(doc(SAMPLE), min_chars=SMALL)
     budgets = chunks[1]
     assert budgets.embed_text == f"Guide title — Budgets\n\n{budgets.text}"
     assert chunks[0].embed_text == f"Guide title\n\n{chunks[0].text}"

@@ -351,12 +351,14 @@ def test_an_unwritable_report_folder_fails_before_the_run(
 def test_eval_parser_shape() -> None:
     parse = cli._parser().parse_args
     ns = parse(["eval"])
-    assert (ns.action, ns.case_set, ns.eval_k, ns.json, ns.report, ns.no_baselines) == (
-        "run", Path("eval/cases.jsonl"), 10, False, None, False,
+    assert (ns.action, ns.registry, ns.case_sets, ns.eval_k, ns.json, ns.report) == (
+        "run", Path("eval/sets.toml"), None, 10, False, None,
     )  # fmt: skip
-    ns = parse(["eval", "--set", "x.jsonl", "-k", "5", "--json", "--report", "r", "--no-baselines"])
-    assert (ns.case_set, ns.eval_k, ns.json, ns.report, ns.no_baselines) == (
-        Path("x.jsonl"), 5, True, Path("r"), True,
+    assert (ns.no_baselines, ns.calibration, ns.conversations) == (False, None, False)
+    ns = parse(["eval", "--set", "x.jsonl", "--set", "howto", "-k", "5", "--json", "--report",
+                "r", "--no-baselines", "--calibration", "index"])  # fmt: skip
+    assert (ns.case_sets, ns.eval_k, ns.json, ns.report, ns.no_baselines, ns.calibration) == (
+        ["x.jsonl", "howto"], 5, True, Path("r"), True, "index",
     )  # fmt: skip
     assert parse(["eval", "export-feedback"]).action == "export-feedback"
     with pytest.raises(SystemExit):

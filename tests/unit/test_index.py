@@ -426,12 +426,7 @@ def test_failure_in_a_later_batch_leaves_no_partial_build(
 ) -> None:
     """Batches of 100 of 300 new chunks: the first is written before the second one fails."""
     first = current(tiny_index)
-    paragraphs = [
-        f"Bulletin {i} reports that the harbour committee met and agreed item {i} of the plan "
-        f"for the coming season, with the minutes filed as note {i}."
-        for i in range(300)
-    ]
-    write_corpus(tiny_corpus, {"bulletins.md": "# Bulletins\n\n" + "\n\n".join(paragraphs)})
+    write_bulletins(tiny_corpus)
     fail_on_call(fake_embedder, monkeypatch, fake_embedder.calls + 2, OSError(5, "I/O error"))
     with pytest.raises(IndexBuildError, match="I/O error"):
         build_index(tiny_corpus, tiny_index, fake_embedder, batch=100)
@@ -518,9 +513,10 @@ def test_tiny_corpus_files_are_as_written(tiny_corpus: Path) -> None:
 
 
 def write_bulletins(corpus: Path, n: int = 300) -> None:
+    # each under its own heading: one passage each, however passages are packed
     paragraphs = [
-        f"Bulletin {i} reports that the harbour committee met and agreed item {i} of the plan "
-        f"for the coming season, with the minutes filed as note {i}."
+        f"## Bulletin {i}\n\nBulletin {i} reports that the harbour committee met and agreed item "
+        f"{i} of the plan for the coming season, with the minutes filed as note {i}."
         for i in range(n)
     ]
     write_corpus(corpus, {"bulletins.md": "# Bulletins\n\n" + "\n\n".join(paragraphs)})

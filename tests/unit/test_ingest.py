@@ -231,7 +231,7 @@ def test_every_format_is_normalised(tmp_path: Path) -> None:
     assert got["notes.md"] == (
         "# Markdown guide\n\nSome *intro* text spread over two lines.\n\n## Steps\n\n"
         "- first step\n- second step continued here\n- third step\n\n## Setext heading\n\n"
-        "# not a heading"
+        "\\# not a heading"  # text that starts like a heading is escaped; chunking unescapes it
     )
     html = got["sub/joint.html"]
     assert html.startswith("# Joint commissioning\n\n")
@@ -518,3 +518,52 @@ def test_markdown_rules() -> None:
     assert normalise_markdown("Title\n=====\n\ntext\n\n---\n\n### Deep ###\n\n> quoted\n") == (
         "# Title\n\ntext\n\n### Deep\n\nquoted"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# pages from documentation generators (Sphinx, MkDocs, DocBook)
+
+SPHINX_PAGE = """<!DOCTYPE html>
+<html><head><title>Sorting HOW TO &#8212; Python 3.11.2 documentation</title></head>
+<body>
+<div class="related" role="navigation"><ul><li><a href="index.html">Python HOWTOs</a></li></ul>
+</div>
+<div class="document"><div class="body" role="main">
+<section id="sorting-how-to">
+<h1>Sorting HOW TO<a class="headerlink" href="#sorting-how-to" title="Permalink">¶</a></h1>
+<p>Python lists have a built-in <code><span class="pre">list.sort()</span></code> method.</p>
+<section id="key-functions">
+<h2>Key Functions<a class="headerlink" href="#key-functions">¶</a></h2>
+<p>Both take a key parameter:</p>
+<div class="highlight"><pre># sort the students by age, youngest first
+sorted(students, key=lambda student: student.age)</pre></div>
+</section></section></div>
+<div class="sphinxsidebar" role="navigation"><h3>Table of Contents</h3>
+<ul><li><a href="#">Sorting HOW TO</a></li></ul></div>
+</div>
+<div class="footer">&copy; Copyright 2001-2023, Python Software Foundation.</div>
+</body></html>
+"""
+
+
+def test_a_documentation_generator_page_is_read_from_its_main_content(tmp_path: Path) -> None:
+    from assistant.chunking import chunk_document
+
+    doc = read_document(write(tmp_path, "sorting.html", SPHINX_PAGE), "sorting.html", None)
+    assert doc.info.title == "Sorting HOW TO"  # its own heading, not "… — Python documentation"
+    assert "¶" not in doc.text
+    assert "## Key Functions\n" in doc.text
+    for furniture in ("Table of Contents", "Copyright", "Python HOWTOs"):
+        assert furniture not in doc.text
+    chunks = chunk_document(doc)
+    assert [c.section for c in chunks] == ["", "Key Functions"]
+    code = chunks[1].text
+    assert "# sort the students by age" in code  # a comment in code is text, not a heading
+    assert chunks[1].section == "Key Functions"
+
+
+def test_a_title_without_a_heading_loses_the_site_name(tmp_path: Path) -> None:
+    page = "<html><head><title>Joint working | Council intranet</title></head><body><p>Text of "
+    page += "the page.</p></body></html>"
+    doc = read_document(write(tmp_path, "p.html", page), "p.html", None)
+    assert doc.info.title == "Joint working"

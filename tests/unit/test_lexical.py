@@ -34,7 +34,8 @@ def test_tokenize_edge_cases() -> None:
     assert tokenize("") == []
     assert tokenize("the of and to a") == []
     assert tokenize("A 209 b") == ["209"]  # one-letter words are not tokens
-    assert tokenize("CCGs") == tokenize("ccgs")  # lower-cased
+    assert tokenize("Boards") == tokenize("boards")  # lower-cased
+    assert tokenize("CCGs") == tokenize("CCG") == ["ccg"]  # an acronym's plural is the acronym
 
 
 def test_search_ranks_by_shared_words(index: LexicalIndex) -> None:

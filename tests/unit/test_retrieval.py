@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from fakes import FakeEmbedder
+from fakes import FakeEmbedder, write_corpus
 from langchain_core.documents import Document
 
-from assistant.index import IndexHandle
-from assistant.retrieval import HybridRetriever, hybrid_search
+from assistant.index import IndexHandle, build_index
+from assistant.retrieval import WINDOW_CHARS, HybridRetriever, hybrid_search
 
 
 @pytest.fixture
@@ -110,3 +112,36 @@ def test_search_on_a_snapshot_and_hybrid_search(
     # a query with no word in the corpus still ranks, but no passage has a lexical score
     none = retriever.search("zeppelin quantum")
     assert all(p.lexical is None for p in none)
+
+
+def test_a_ranked_chunk_comes_with_its_neighbours_of_the_same_section(
+    tmp_path: Path, fake_embedder: FakeEmbedder
+) -> None:
+    paragraphs = [
+        f"Paragraph {i} of the harbour notes says berth {i} was dredged in spring {2000 + i}."
+        for i in range(30)
+    ]
+    text = (
+        "# Harbour notes\n\n## Berths\n\n"
+        + "\n\n".join(paragraphs)
+        + "\n\n## Other\n\nA last note."
+    )
+    write_corpus(tmp_path / "c", {"notes.md": text})
+    build_index(tmp_path / "c", tmp_path / "i", fake_embedder)
+    handle = IndexHandle(tmp_path / "i", fake_embedder.model_name)
+    try:
+        question = "Which berth was dredged in spring 2014?"
+        vector = fake_embedder.encode([question])[0].tolist()
+        passages = hybrid_search(handle.get(), question, vector, 3)
+    finally:
+        handle.close()
+    top = passages[0]
+    assert "berth 14 was dredged" in top.chunk.text  # the chunk retrieval ranked first ...
+    assert len(top.parts) > 1  # ... with its neighbours, in document order
+    assert top.chunk.text == "\n".join(part.text for part in top.parts)
+    assert [p.position for p in top.parts] == sorted(p.position for p in top.parts)
+    assert 900 <= len(top.chunk.text) <= WINDOW_CHARS * 1.2
+    assert all(p.section == "Berths" for p in top.parts)  # never across a heading
+    # no chunk is in two passages
+    members = [part.chunk_id for p in passages for part in p.parts]
+    assert len(members) == len(set(members))
