@@ -187,6 +187,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         print("assistant: interrupted; the previous index keeps serving, and what was embedded "
               "is kept: run `assistant index` again to carry on", file=sys.stderr)  # fmt: skip
         return 130
+    _measure_probes(settings, embedder)
     for s in report.skipped:
         print(f"assistant: skipped {s.path}: {s.reason}", file=sys.stderr)
     print(
@@ -203,6 +204,20 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return EXIT_SKIPPED if report.skipped else 0
+
+
+def _measure_probes(settings: Settings, embedder: Any) -> None:
+    """Ask the new build the probe questions now (a few seconds), so that its first user does
+    not wait for them; the figures are stored with the build."""
+    from assistant.index import IndexHandle
+    from assistant.pipeline import Assistant, chroma_server
+
+    handle = IndexHandle(settings.index_dir, embedder.model_name, chroma_server(settings))
+    assistant = Assistant(handle, embedder, calibration=Calibration.load(None))
+    try:
+        assistant.probe_stats(handle.get())
+    finally:
+        assistant.close()
 
 
 @contextlib.contextmanager

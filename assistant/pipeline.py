@@ -179,7 +179,7 @@ class Assistant:
         ev = self._evidence(query, history)
         passages, draft, t1, confidence = ev.passages, ev.draft, ev.retrieved, ev.confidence
         search_query = ev.search_query
-        refused = not draft.citations or confidence < self.calibration.threshold
+        refused = not draft.citations or confidence < self.calibration_for(ev.snapshot).threshold
         t2 = time.perf_counter()
         self._log_outcome(query, refused, t2 - t0, "extractive")
         partial = not refused and bool(draft.uncovered)
@@ -253,7 +253,7 @@ class Assistant:
             text = "\n\n".join([draft.text, *notices])
             return answer(text, draft.citations, notices, "extractive-fallback")
 
-        if not draft.citations or confidence < self.calibration.threshold:
+        if not draft.citations or confidence < self.calibration_for(ev.snapshot).threshold:
             yield answer(DECLINE_TEXT, [], [], "generative")
             return
         given = passages[: gen.max_passages]
@@ -369,7 +369,7 @@ class Assistant:
             found = _Evidence(text, passages, draft, retrieved, conf, snapshot)
             if alone is None:
                 alone = best = found
-                if conf >= self.calibration.threshold:
+                if conf >= self.calibration_for(snapshot).threshold:
                     break  # answered on its own: no context needed
                 if not self._on_topic(draft.features, snapshot):
                     break  # off-topic on its own: no context makes it answerable
