@@ -14,8 +14,12 @@ What is measured (the machine is shared: compare a figure with its baseline, not
 * **latency**: ``Assistant.search`` and ``Assistant.ask`` against a bare Chroma query (embed the
   question, ``collection.query(n_results=5)`` on the same build), interleaved question by
   question after a warm-up;
-* **quality**: hit@5 and MRR of the evaluation set with the distractors indexed, against the seed
-  index; how often distractors reach the top 5 or get cited;
+* **quality**: hit@1, hit@5, MRR, key facts and refusal figures of the evaluation set with the
+  distractors indexed, against the seed index; how often distractors reach the top 5 or get
+  cited. Declining is decided by a calibration fitted with the guidance corpus left out (as
+  ``make eval`` does), and an unanswerable case that a distractor page really answers
+  (``bench/distractor_answers.toml``, checked by hand) is listed and left out of the refusal
+  figures;
 * **server**: ``app.py`` started with ``ASSISTANT_INDEX_DIR``: seconds from process start to the
   first answered ``POST /api/ask``, then the same questions over HTTP, then its peak RSS
   (``VmHWM``).
@@ -39,9 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +60,7 @@ from bench.distractors import (
 )
 
 if TYPE_CHECKING:
+    from assistant.calibration import Calibration
     from assistant.embeddings import SentenceTransformerEmbedder
     from assistant.evalset import EvalCase
     from assistant.pipeline import Assistant
@@ -70,6 +76,8 @@ RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 SEED_CORPUS = ROOT / "corpus"
 CASES = ROOT / "eval" / "cases.jsonl"
+SETS = ROOT / "eval" / "sets.toml"
+DISTRACTOR_ANSWERS = ROOT / "bench" / "distractor_answers.toml"
 BATCH_SIZE = 64  # ASSISTANT_EMBED_BATCH_SIZE's default
 WARMUP = 5
 #: the targets of issue 7 (reported, not asserted)
@@ -79,6 +87,15 @@ TARGETS = {
     "ask_vs_bare_100k": 2.0,  # … ≤ 2 × at ~100k chunks
     "rss_100k_mb": 1536.0,  # server peak RSS ≤ 1.5 GB at ~100k
 }
+#: the quality targets of issue 15 with distractors: (figure, bound, higher is better)
+QUALITY_TARGETS = (
+    ("hit@1", 0.85, True),
+    ("hit@5", 0.97, True),
+    ("key_fact_accuracy", 0.90, True),
+    ("refusal_precision", 0.90, True),
+    ("refusal_recall", 0.88, True),
+    ("false_refusal_rate", 0.03, False),
+)
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -359,7 +376,39 @@ def bench_latency(
     return out
 
 
-def bench_quality(assistant: Assistant, cases: Sequence[EvalCase]) -> dict[str, Any]:
+def distractor_answers(path: Path = DISTRACTOR_ANSWERS) -> dict[str, str]:
+    """Unanswerable cases that a distractor page really answers (checked by hand): case id →
+    the page and why (``bench/distractor_answers.toml``)."""
+    raw = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return {str(c["id"]): f"{c['page']}: {c['why']}" for c in raw.get("case", [])}
+
+
+def out_of_sample_calibration(embedder: SentenceTransformerEmbedder) -> Calibration:
+    """The calibration ``make eval`` scores the guidance set with: fitted leaving the guidance
+    corpus out (the other corpora's sets and every corpus's probe questions), so the quality rows
+    decline with a decision fitted on none of the questions they ask."""
+    from assistant.calibration import Calibration
+    from assistant.evalset import load_sets
+    from assistant.evalsuite import SetRunner, leave_one_corpus_out
+    from assistant.settings import Settings
+
+    specs = load_sets(SETS)
+    guidance = next(s for s in specs if s.corpus.resolve() == SEED_CORPUS.resolve())
+    runner = SetRunner(DATA / "eval-index", embedder, Calibration.load(Settings().calibration_file))
+    try:
+        fitted = leave_one_corpus_out(guidance, specs, runner.rows, runner.probes)
+    finally:
+        runner.close()
+    if fitted is None:
+        raise SystemExit(f"bench: {SETS} names no other corpus to fit a calibration on")
+    return fitted
+
+
+def bench_quality(
+    assistant: Assistant, cases: Sequence[EvalCase], left_out: Mapping[str, str]
+) -> dict[str, Any]:
+    """The evaluation set on the size's index. An unanswerable case in ``left_out`` (one a
+    distractor page really answers) is listed and left out of the refusal figures."""
     from assistant.baselines import assistant_system
     from assistant.evaluation import evaluate, summarise
 
@@ -384,25 +433,29 @@ def bench_quality(assistant: Assistant, cases: Sequence[EvalCase]) -> dict[str, 
 
     results = evaluate(cases, ask, search, k=10)
     summary = summarise(results)
-    keep = (
-        "hit@1",
-        "hit@5",
-        "hit@10",
-        "mrr",
-        "key_fact_accuracy",
-        "supported_answer_rate",
-        "refusal_recall",
-        "false_refusal_rate",
-    )
+    refusal = summarise([r for r in results if r.case.id not in left_out]).metrics
+    keep = ("hit@1", "hit@5", "hit@10", "mrr", "key_fact_accuracy", "supported_answer_rate")
     return {
         **{k: round(summary.metrics[k], 4) for k in keep},
+        **{
+            k: round(refusal[k], 4)
+            for k in ("refusal_precision", "refusal_recall", "false_refusal_rate")
+        },
         "cases": summary.counts["cases"],
         "answerable": summary.counts["answerable"],
+        "calibration": assistant.calibration.fitted_on,
+        "left_out_of_refusal": {
+            r.case.id: {"reason": left_out[r.case.id], "refused": r.refused}
+            for r in results
+            if r.case.id in left_out
+        },
         "cases_with_distractor_in_top5": intruded,
         "distractor_passages_in_top5": top5_distractors,
         "answers_citing_distractors": cited_distractors,
         "answered_unanswerable": sorted(
-            r.case.id for r in results if not r.case.answerable and not r.refused
+            r.case.id
+            for r in results
+            if not r.case.answerable and not r.refused and r.case.id not in left_out
         ),
         "misses_at_5": sorted(
             r.case.id
@@ -519,6 +572,7 @@ def bench_size(
     cases: Sequence[EvalCase],
     questions: Sequence[str],
     chunks_per_s: float | None,
+    calibration: Calibration,
 ) -> dict[str, Any]:
     from assistant.pipeline import Assistant
     from assistant.settings import Settings
@@ -558,7 +612,8 @@ def bench_size(
     with _step(f"{label}: latency", timings):
         entry["latency"] = bench_latency(assistant, index_dir, questions)
     with _step(f"{label}: quality", timings):
-        entry["quality"] = bench_quality(assistant, cases)
+        left_out = distractor_answers() if label != "seed" else {}
+        entry["quality"] = bench_quality(assistant.with_calibration(calibration), cases, left_out)
     with _step(f"{label}: server", timings):
         entry["server"] = bench_server(index_dir, corpus, questions)
     entry["status"] = "measured"
@@ -662,36 +717,7 @@ def render(results: dict[str, Any]) -> str:
             f"{_f(lat['ask']['p50_ms'])} / {_f(lat['ask']['p95_ms'])} | "
             f"{lat['ask_vs_bare_p50']:.2f} | {lat['search_vs_bare_p50']:.2f} |"
         )
-    lines += [
-        "",
-        "## Retrieval quality with distractors",
-        "",
-        "The evaluation set (`eval/cases.jsonl`) through `assistant.evaluation.evaluate`, with "
-        "the distractors indexed beside the guidance.",
-        "",
-        "| size | hit@1 | hit@5 | MRR | hit@5 − seed | key facts | refusal recall | false "
-        "refusals | cases with a distractor in top 5 | answers citing a distractor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    seed_hit = sizes.get("seed", {}).get("quality", {}).get("hit@5")
-    for label, e in sizes.items():
-        if e.get("status") != "measured":
-            continue
-        q = e["quality"]
-        delta = "—" if seed_hit is None else f"{q['hit@5'] - seed_hit:+.3f}"
-        lines.append(
-            f"| {label} | {q['hit@1']:.3f} | {q['hit@5']:.3f} | {q['mrr']:.3f} | {delta} | "
-            f"{q['key_fact_accuracy']:.3f} | {q['refusal_recall']:.3f} | "
-            f"{q['false_refusal_rate']:.3f} | {q['cases_with_distractor_in_top5']} / "
-            f"{q['cases']} | {q['answers_citing_distractors']} |"
-        )
-    answered = [
-        f"- {label}: {', '.join(e['quality']['answered_unanswerable'])}"
-        for label, e in sizes.items()
-        if e.get("status") == "measured" and e["quality"].get("answered_unanswerable")
-    ]
-    if answered:
-        lines += ["", "Unanswerable cases that were answered instead of declined:", "", *answered]
+    lines += _render_quality(sizes)
     lines += [
         "",
         "## Server: cold start and memory",
@@ -760,6 +786,58 @@ def render(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _render_quality(sizes: dict[str, Any]) -> list[str]:
+    measured = {k: e for k, e in sizes.items() if e.get("status") == "measured"}
+    fitted = {e["quality"].get("calibration") for e in measured.values()} - {None}
+    lines = [
+        "",
+        "## Answer quality with distractors",
+        "",
+        "The evaluation set (`eval/cases.jsonl`) through `assistant.evaluation.evaluate`, with "
+        "the distractors indexed beside the guidance. Declining is decided by the calibration "
+        "`make eval` scores this set with, fitted with the guidance corpus left out"
+        + (f" ({'; '.join(sorted(fitted))})" if fitted else "")
+        + ": every refusal figure is out of sample.",
+        "",
+        "| size | hit@1 | hit@5 | MRR | hit@5 − seed | key facts | refusal precision | refusal "
+        "recall | false refusals | cases with a distractor in top 5 | answers citing a "
+        "distractor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    seed_hit = measured.get("seed", {}).get("quality", {}).get("hit@5")
+    for label, e in measured.items():
+        q = e["quality"]
+        delta = "—" if seed_hit is None else f"{q['hit@5'] - seed_hit:+.3f}"
+        lines.append(
+            f"| {label} | {q['hit@1']:.3f} | {q['hit@5']:.3f} | {q['mrr']:.3f} | {delta} | "
+            f"{q['key_fact_accuracy']:.3f} | {_f(q.get('refusal_precision'), '.3f')} | "
+            f"{q['refusal_recall']:.3f} | {q['false_refusal_rate']:.3f} | "
+            f"{q['cases_with_distractor_in_top5']} / {q['cases']} | "
+            f"{q['answers_citing_distractors']} |"
+        )
+    answered = [
+        f"- {label}: {', '.join(e['quality']['answered_unanswerable'])}"
+        for label, e in measured.items()
+        if e["quality"].get("answered_unanswerable")
+    ]
+    if answered:
+        lines += ["", "Unanswerable cases that were answered instead of declined:", "", *answered]
+    left_out = [
+        f"- {label}: {case} ({'declined' if v['refused'] else 'answered'}): {v['reason']}"
+        for label, e in measured.items()
+        for case, v in e["quality"].get("left_out_of_refusal", {}).items()
+    ]
+    if left_out:
+        lines += [
+            "",
+            "Left out of the refusal figures: unanswerable cases that a distractor page really "
+            "answers (`bench/distractor_answers.toml`, checked by hand):",
+            "",
+            *left_out,
+        ]
+    return lines
 
 
 def _render_backends(b: dict[str, Any]) -> list[str]:
@@ -867,6 +945,7 @@ def _target_rows(results: dict[str, Any]) -> list[list[str]]:
                 _verdict(rss is not None and rss <= TARGETS["rss_100k_mb"]) + note,
             ]
         )
+    rows += _quality_target_rows(sizes)
     for label, e in sizes.items():
         proj = _projection(sizes, label)
         if e.get("status") == "measured" or proj is None:
@@ -879,6 +958,21 @@ def _target_rows(results: dict[str, Any]) -> list[list[str]]:
                 "projected " + ("met" if ok else "**miss**"),
             ]
         )
+    return rows
+
+
+def _quality_target_rows(sizes: dict[str, Any]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for label, e in sizes.items():
+        if label == "seed" or e.get("status") != "measured":
+            continue
+        for name, bound, higher in QUALITY_TARGETS:
+            value = e["quality"].get(name)
+            if value is None:
+                continue
+            ok = value >= bound if higher else value <= bound
+            sign = "≥" if higher else "≤"
+            rows.append([f"{name} {sign} {bound} at {label}", f"{value:.3f}", _verdict(ok)])
     return rows
 
 
@@ -1002,10 +1096,14 @@ def main() -> int:
         chunks_per_s = float(results["throughput"]["build_chunks_per_s"])
     elif results.get("throughput"):
         chunks_per_s = float(results["throughput"]["build_chunks_per_s"])
+    with _step("calibration", timings):
+        calibration = out_of_sample_calibration(embedder)
     for label in labels:
         with _step(label, timings):
             previous = results["sizes"].get(label, {})
-            entry = bench_size(label, embedder, pages_cache, cases, questions, chunks_per_s)
+            entry = bench_size(
+                label, embedder, pages_cache, cases, questions, chunks_per_s, calibration
+            )
             _keep_first_build(entry, previous)
             results["sizes"][label] = entry
         _write(results)
