@@ -1,6 +1,7 @@
 """``make bench``: the assistant at scale, each figure beside a baseline measured in the same run.
 
-Writes ``bench/results/bench.json`` and ``docs/benchmarks.md``. Sizes come from ``BENCH_SIZES``
+Writes ``docs/benchmarks.json`` (the figures, committed, so a run on another machine keeps the sizes
+it does not measure) and ``docs/benchmarks.md`` (rendered from it). Sizes come from ``BENCH_SIZES``
 (default ``seed,10k,100k``): ``seed`` is ``corpus/`` alone, ``<n>k`` is ``corpus/`` plus about
 ``n`` thousand chunks of distractors (:mod:`bench.distractors`) indexed together. A size's index
 is built once into ``bench/data/index-<size>/`` and reused (an unchanged corpus is not
@@ -72,7 +73,8 @@ log = logging.getLogger("bench.run")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "bench" / "results"  # backends.json, written by bench/backends.py
+RESULTS_FILE = ROOT / "docs" / "benchmarks.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 SEED_CORPUS = ROOT / "corpus"
 CASES = ROOT / "eval" / "cases.jsonl"
@@ -1035,7 +1037,7 @@ def machine_info() -> dict[str, Any]:
 def rerender() -> int:
     """Write docs/benchmarks.md again from the stored results (and backends.json), measuring
     nothing."""
-    results = json.loads((RESULTS / "bench.json").read_text(encoding="utf-8"))
+    results = json.loads(RESULTS_FILE.read_text(encoding="utf-8"))
     backends_file = RESULTS / "backends.json"
     if backends_file.is_file():
         results["backends"] = json.loads(backends_file.read_text(encoding="utf-8"))
@@ -1061,7 +1063,7 @@ def main() -> int:
     from assistant.embeddings import SentenceTransformerEmbedder
     from assistant.evalset import load_cases
 
-    results_file = RESULTS / "bench.json"
+    results_file = RESULTS_FILE
     results: dict[str, Any] = {}
     if results_file.is_file():
         with contextlib.suppress(OSError, ValueError):
@@ -1140,10 +1142,9 @@ def _keep_first_build(entry: dict[str, Any], previous: dict[str, Any]) -> None:
 
 
 def _write(results: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / "bench.json.tmp"
+    tmp = RESULTS_FILE.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(RESULTS / "bench.json")
+    tmp.replace(RESULTS_FILE)
     DOC.write_text(render(results), encoding="utf-8")
 
 
