@@ -9,8 +9,8 @@ import uvicorn
 from assistant.cli import prepare_runtime
 from assistant.errors import AssistantError
 from assistant.pipeline import Assistant
+from assistant.serve.web import create_app
 from assistant.settings import Settings
-from assistant.web import create_app
 
 
 def main() -> int:

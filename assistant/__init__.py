@@ -1,9 +1,9 @@
 """Question answering over health and care commissioning guidance, with cited passages.
 
 The pipeline: :mod:`~assistant.ingest` → :mod:`~assistant.chunking` → :mod:`~assistant.embeddings`
-/ :mod:`~assistant.store` (:mod:`~assistant.index`) → :mod:`~assistant.retrieval` →
-:mod:`~assistant.answer`, composed by :class:`~assistant.pipeline.Assistant`. The shells
-(:mod:`~assistant.cli`, :mod:`~assistant.web`) are thin layers over it.
+/ :mod:`~assistant.index.chroma` (:mod:`~assistant.index`) → :mod:`~assistant.retrieval` →
+:mod:`~assistant.answer.extractive`, composed by :class:`~assistant.pipeline.Assistant`. The shells
+(:mod:`~assistant.cli`, :mod:`~assistant.serve.web`) are thin layers over it.
 """
 
 from __future__ import annotations

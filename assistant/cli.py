@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
 from assistant.errors import AssistantError, InputError
 from assistant.schema import Answer, Passage, passage_json
 from assistant.settings import Settings
@@ -333,10 +333,10 @@ def _indent(text: str) -> str:
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     if args.corpus is not None:
         return _calibrate_corpus(settings)
-    from assistant.calibrate import fit_packaged
     from assistant.embeddings import SentenceTransformerEmbedder
-    from assistant.evalset import load_sets
-    from assistant.evalsuite import open_runner
+    from assistant.evaluation.calibrate import fit_packaged
+    from assistant.evaluation.cases import load_sets
+    from assistant.evaluation.suite import open_runner
 
     specs = load_sets(args.registry)
     embedder = SentenceTransformerEmbedder(
@@ -363,8 +363,8 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _calibrate_corpus(settings: Settings) -> int:
-    from assistant.calibrate import fit_corpus
     from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.evaluation.calibrate import fit_corpus
     from assistant.index import build_index, check_index_dir
     from assistant.ingest import check_corpus_dir
     from assistant.pipeline import Assistant, chroma_server
@@ -402,9 +402,9 @@ def _calibrate_corpus(settings: Settings) -> int:
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "export-feedback":
         return _export_feedback(settings)
-    from assistant.evalsuite import run_suite
-    from assistant.gate import GATE_EXIT_CODE, load_thresholds
-    from assistant.report import render_text, write_report
+    from assistant.evaluation.gate import GATE_EXIT_CODE, load_thresholds
+    from assistant.evaluation.report import render_text, write_report
+    from assistant.evaluation.suite import run_suite
 
     if args.eval_k < 1:
         raise InputError(f"-k must be at least 1, not {args.eval_k}")
@@ -453,7 +453,7 @@ _BUILD_LABELS = {
 
 
 def _export_feedback(settings: Settings) -> int:
-    from assistant.evaluation import feedback_drafts
+    from assistant.evaluation.run import feedback_drafts
 
     db = settings.data_dir / "feedback.sqlite3"
     if not db.is_file():

@@ -1,7 +1,7 @@
 """The assistant: one object composed of the pipeline's parts; every shell calls this.
 
 ingest → chunk → embed/store (:mod:`assistant.index`) → retrieve (:mod:`assistant.retrieval`)
-→ answer (:mod:`assistant.answer`) → cite (:class:`~assistant.schema.Citation`).
+→ answer (:mod:`assistant.answer.extractive`) → cite (:class:`~assistant.schema.Citation`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from assistant.answer import AnswerDraft, ExtractiveAnswerer, split_question
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
+from assistant.answer.extractive import AnswerDraft, ExtractiveAnswerer, split_question
+from assistant.answer.generative import GenerativeAnswerer, answer_messages
+from assistant.answer.probes import ProbeStats, bank_sample, measure
 from assistant.embeddings import Embedder
 from assistant.errors import InputError, LLMError
-from assistant.generate import GenerativeAnswerer, answer_messages
 from assistant.index import (
     BUILD_CALIBRATION,
     BuildReport,
@@ -31,12 +32,11 @@ from assistant.index import (
     Progress,
     build_index,
 )
-from assistant.lexical import tokenize
-from assistant.probes import ProbeStats, bank_sample, measure
+from assistant.index.chroma import ChromaServer
+from assistant.index.lexical import tokenize
 from assistant.retrieval import HybridRetriever, SnapshotSource, hybrid_search
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.settings import Settings
-from assistant.store import ChromaServer
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -121,8 +121,8 @@ class Assistant:
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> Assistant:
+        from assistant.answer.llm import chat_model
         from assistant.embeddings import SentenceTransformerEmbedder
-        from assistant.llm import chat_model
 
         emb = embedder or SentenceTransformerEmbedder(
             settings.embed_model, batch_size=settings.embed_batch_size

@@ -61,9 +61,9 @@ from bench.distractors import (
 )
 
 if TYPE_CHECKING:
-    from assistant.calibration import Calibration
+    from assistant.answer.calibration import Calibration
     from assistant.embeddings import SentenceTransformerEmbedder
-    from assistant.evalset import EvalCase
+    from assistant.evaluation.cases import EvalCase
     from assistant.pipeline import Assistant
     from assistant.schema import Chunk
 
@@ -196,8 +196,8 @@ def store_seconds(chunks: Sequence[Chunk], vectors: Any) -> float:
     reading."""
     from assistant.chunking import split_units
     from assistant.index import WRITE_BATCH
-    from assistant.store import ChromaStore, persistent_client, release_client
-    from assistant.vectors import SentenceWriter
+    from assistant.index.chroma import ChromaStore, persistent_client, release_client
+    from assistant.index.sentences import SentenceWriter
 
     chunk_vecs, unit_vecs = vectors[: len(chunks)], vectors[len(chunks) :]
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
@@ -389,9 +389,9 @@ def out_of_sample_calibration(embedder: SentenceTransformerEmbedder) -> Calibrat
     """The calibration ``make eval`` scores the guidance set with: fitted leaving the guidance
     corpus out (the other corpora's sets and every corpus's probe questions), so the quality rows
     decline with a decision fitted on none of the questions they ask."""
-    from assistant.calibration import Calibration
-    from assistant.evalset import load_sets
-    from assistant.evalsuite import SetRunner, leave_one_corpus_out
+    from assistant.answer.calibration import Calibration
+    from assistant.evaluation.cases import load_sets
+    from assistant.evaluation.suite import SetRunner, leave_one_corpus_out
     from assistant.settings import Settings
 
     specs = load_sets(SETS)
@@ -411,8 +411,8 @@ def bench_quality(
 ) -> dict[str, Any]:
     """The evaluation set on the size's index. An unanswerable case in ``left_out`` (one a
     distractor page really answers) is listed and left out of the refusal figures."""
-    from assistant.baselines import assistant_system
-    from assistant.evaluation import evaluate, summarise
+    from assistant.evaluation.baselines import assistant_system
+    from assistant.evaluation.run import evaluate, summarise
 
     system = assistant_system(assistant)
     intruded = 0
@@ -797,7 +797,7 @@ def _render_quality(sizes: dict[str, Any]) -> list[str]:
         "",
         "## Answer quality with distractors",
         "",
-        "The evaluation set (`eval/cases.jsonl`) through `assistant.evaluation.evaluate`, with "
+        "The evaluation set (`eval/cases.jsonl`) through `assistant.evaluation.run.evaluate`, with "
         "the distractors indexed beside the guidance. Declining is decided by the calibration "
         "`make eval` scores this set with, fitted with the guidance corpus left out"
         + (f" ({'; '.join(sorted(fitted))})" if fitted else "")
@@ -1061,7 +1061,7 @@ def main() -> int:
     n_questions = int(os.environ.get("BENCH_QUESTIONS", "100"))
 
     from assistant.embeddings import SentenceTransformerEmbedder
-    from assistant.evalset import load_cases
+    from assistant.evaluation.cases import load_cases
 
     results_file = RESULTS_FILE
     results: dict[str, Any] = {}

@@ -25,7 +25,7 @@ pytest.register_assert_rewrite("fakes")  # its shared checks report like test as
 
 from fakes import FakeEmbedder, always_answer, always_decline, write_corpus  # noqa: E402
 
-from assistant.calibration import Calibration  # noqa: E402
+from assistant.answer.calibration import Calibration  # noqa: E402
 from assistant.index import BuildReport, IndexHandle, build_index  # noqa: E402
 from assistant.pipeline import Assistant  # noqa: E402
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
 from assistant.schema import Answer
 
 __all__ = [

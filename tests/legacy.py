@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from assistant.chunking import unit_id
-from assistant.store import ClientAPI
-from assistant.vectors import FOLDER, SentenceVectors
+from assistant.index.chroma import ClientAPI
+from assistant.index.sentences import FOLDER, SentenceVectors
 
 
 def to_format_1(build: Path, client: ClientAPI, units_collection: str) -> int:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import HOSTILE_QUESTION, Site, no_xss
 
-from assistant.ui import EXAMPLES
+from assistant.serve.ui import EXAMPLES
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page

@@ -17,7 +17,7 @@ import pytest
 from conftest import HOST_PAGE, HOSTILE_QUESTION, Site, no_xss
 from playwright.sync_api import Locator, Page, Request, Route, expect
 
-from assistant.web import WIDGET_JS
+from assistant.serve.web import WIDGET_JS
 
 pytestmark = pytest.mark.slow
 

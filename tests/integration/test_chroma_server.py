@@ -19,13 +19,13 @@ import pytest
 from legacy import to_format_1
 from servers import free_port, running_app
 
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
 from assistant.embeddings import SentenceTransformerEmbedder
 from assistant.errors import IndexNotBuiltError, StoreUnavailableError
 from assistant.index import IndexHandle, build_index, collection_names
+from assistant.index.chroma import ChromaServer, server_client
 from assistant.pipeline import Assistant
 from assistant.settings import DEFAULT_SEARCH_EF
-from assistant.store import ChromaServer, server_client
 
 pytestmark = pytest.mark.slow
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.baselines import assistant_system, open_baselines
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
 from assistant.embeddings import SentenceTransformerEmbedder
-from assistant.evalset import load_cases
-from assistant.evaluation import run_systems
+from assistant.evaluation.baselines import assistant_system, open_baselines
+from assistant.evaluation.cases import load_cases
+from assistant.evaluation.report import write_report
+from assistant.evaluation.run import run_systems
 from assistant.pipeline import Assistant
-from assistant.report import write_report
 
 pytestmark = pytest.mark.slow
 

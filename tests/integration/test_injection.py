@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fakes import assert_cited
 
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
 from assistant.embeddings import SentenceTransformerEmbedder
 from assistant.index import IndexHandle, build_index
 from assistant.pipeline import Assistant

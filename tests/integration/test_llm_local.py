@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
+from assistant.answer.llm import LocalChatModel
 from assistant.embeddings import SentenceTransformerEmbedder
 from assistant.index import IndexHandle
-from assistant.llm import LocalChatModel
 from assistant.pipeline import DECLINE_TEXT, Assistant
 from assistant.schema import Answer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from assistant import cli
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
 from assistant.index import BUILD_CALIBRATION
 from assistant.pipeline import Assistant
 from assistant.settings import Settings

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from servers import REPO
 
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
 from assistant.index import IndexHandle
 from assistant.pipeline import Assistant
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from assistant.access import AnswerQueue, RateLimiter, check_origin, check_token
 from assistant.errors import BusyError, NotAuthorisedError, OriginRefusedError, RateLimitedError
+from assistant.serve.access import AnswerQueue, RateLimiter, check_origin, check_token
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer wrong", "Basic s3cret", "s3cret"])

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from assistant.evalset import load_cases  # noqa: E402
+from assistant.evaluation.cases import load_cases  # noqa: E402
 from bench.run import _quality_target_rows, distractor_answers  # noqa: E402
 
 

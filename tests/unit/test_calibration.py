@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.calibration import FEATURES, Calibration, fit
+from assistant.answer.calibration import FEATURES, Calibration, fit
 from assistant.errors import ConfigError
 
 

@@ -215,7 +215,7 @@ def test_interrupted_index_says_so_and_the_next_run_resumes(
     monkeypatch: pytest.MonkeyPatch,
     fake_model: list[str],
 ) -> None:
-    from assistant.store import ChromaStore
+    from assistant.index.chroma import ChromaStore
 
     monkeypatch.setenv("ASSISTANT_CORPUS_DIR", str(tiny_corpus))
     monkeypatch.setenv("ASSISTANT_INDEX_DIR", str(tmp_path / "index"))

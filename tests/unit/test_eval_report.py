@@ -14,11 +14,11 @@ import pytest
 from fakes import FakeEmbedder
 
 from assistant import cli
-from assistant.baselines import assistant_system, open_baselines
-from assistant.evalset import EvalCase, load_cases
-from assistant.evaluation import EvalRun, System, feedback_drafts, run_systems
+from assistant.evaluation.baselines import assistant_system, open_baselines
+from assistant.evaluation.cases import EvalCase, load_cases
+from assistant.evaluation.report import render_html, render_text, write_report
+from assistant.evaluation.run import EvalRun, System, feedback_drafts, run_systems
 from assistant.pipeline import Assistant
-from assistant.report import render_html, render_text, write_report
 from assistant.schema import Answer, Chunk, Citation, DocInfo, Passage, Turn
 
 DOC = DocInfo("d", "Doc", "d.txt")

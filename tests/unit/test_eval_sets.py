@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from assistant.calibrate import fingerprint, load_reference
+from assistant.answer.probes import NORMALISED, ProbeStats, bank, bank_sample, measure
 from assistant.errors import InputError
-from assistant.evalset import SetSpec, load_cases, load_conversations, load_sets
-from assistant.evalsuite import leave_one_corpus_out, select_sets
-from assistant.evaluation import System, run_systems
-from assistant.probes import NORMALISED, ProbeStats, bank, bank_sample, measure
+from assistant.evaluation.calibrate import fingerprint, load_reference
+from assistant.evaluation.cases import SetSpec, load_cases, load_conversations, load_sets
+from assistant.evaluation.run import System, run_systems
+from assistant.evaluation.suite import leave_one_corpus_out, select_sets
 from assistant.schema import Answer, Citation
 
 ROOT = Path(__file__).resolve().parents[2]

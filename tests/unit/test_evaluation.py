@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from assistant.errors import InputError
-from assistant.evalset import EvalCase, load_cases, normalise
-from assistant.evaluation import CaseResult, evaluate, has_facts, summarise
+from assistant.evaluation.cases import EvalCase, load_cases, normalise
+from assistant.evaluation.run import CaseResult, evaluate, has_facts, summarise
 from assistant.schema import Answer, Chunk, Citation, DocInfo, Passage, Turn
 
 GOOD = {

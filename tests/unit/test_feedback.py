@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from assistant.errors import InputError
-from assistant.evaluation import feedback_drafts
-from assistant.feedback import FEEDBACK_FILE, MAX_COMMENT_CHARS, FeedbackStore
+from assistant.evaluation.run import feedback_drafts
 from assistant.schema import Turn
+from assistant.serve.feedback import FEEDBACK_FILE, MAX_COMMENT_CHARS, FeedbackStore
 
 
 def test_a_rating_and_its_comment_are_stored(tmp_path: Path) -> None:

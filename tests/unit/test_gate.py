@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from assistant.errors import InputError
-from assistant.evalset import load_sets
-from assistant.gate import Shortfall, Thresholds, load_thresholds, lower_is_better
+from assistant.evaluation.cases import load_sets
+from assistant.evaluation.gate import Shortfall, Thresholds, load_thresholds, lower_is_better
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = {"hit@5": 0.97, "mrr": 0.91, "false_refusal_rate": 0.02, "total_p95_ms": 80.0}

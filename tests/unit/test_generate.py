@@ -26,11 +26,11 @@ from langchain_core.language_models.fake_chat_models import (
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
-from assistant.calibration import Calibration
+from assistant.answer.calibration import Calibration
+from assistant.answer.generative import GenerativeAnswerer, _repeats, answer_messages, parse_claims
+from assistant.answer.llm import LocalChatModel, chat_model
 from assistant.errors import ConfigError
-from assistant.generate import GenerativeAnswerer, _repeats, answer_messages, parse_claims
 from assistant.index import IndexHandle, build_index
-from assistant.llm import LocalChatModel, chat_model
 from assistant.pipeline import DECLINE_TEXT, Assistant
 from assistant.schema import Answer, Turn
 from assistant.settings import Settings

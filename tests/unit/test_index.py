@@ -24,9 +24,9 @@ from assistant.errors import (
     IndexNotBuiltError,
 )
 from assistant.index import BuildMeta, IndexHandle, IndexSnapshot, build_index, open_index
+from assistant.index.chroma import persistent_client, release_client
+from assistant.index.sentences import SentenceVectors
 from assistant.retrieval import hybrid_search
-from assistant.store import persistent_client, release_client
-from assistant.vectors import SentenceVectors
 
 NEW_LIGHTHOUSE = (
     "Lighthouse keepers polish the brass telescopes every morning and report storms to the "
@@ -577,7 +577,7 @@ def test_build_cut_between_sentences_and_chunks_resumes_without_duplicates(
 ) -> None:
     """Killed after a batch's sentences were written but before its chunks: the resumed build
     embeds those chunks again and their sentences are replaced, not doubled."""
-    from assistant.store import ChromaStore
+    from assistant.index.chroma import ChromaStore
 
     write_bulletins(tiny_corpus)
     real_add = ChromaStore.add

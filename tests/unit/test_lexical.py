@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.lexical import LexicalIndex, tokenize
+from assistant.index.lexical import LexicalIndex, tokenize
 
 TEXTS = {
     "a": "The widget budget is managed by 42 regional boards.",

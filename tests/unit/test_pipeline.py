@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fakes import FakeEmbedder, always_answer, answers_above, assert_cited, body, write_corpus
 
-from assistant.answer import split_question
-from assistant.calibration import FEATURES, Calibration
+from assistant.answer.calibration import FEATURES, Calibration
+from assistant.answer.extractive import split_question
 from assistant.errors import IndexNotBuiltError, InputError
-from assistant.evalset import normalise
+from assistant.evaluation.cases import normalise
 from assistant.index import IndexHandle, IndexSnapshot, build_index
 from assistant.pipeline import DECLINE_TEXT, Assistant, clean_question, follow_up_candidates
 from assistant.schema import Turn

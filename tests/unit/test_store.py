@@ -10,8 +10,8 @@ import pytest
 from fakes import FakeEmbedder
 
 from assistant.chunking import unit_id
+from assistant.index.chroma import ChromaStore, UnitStore, ephemeral_client, release_client
 from assistant.schema import Chunk, DocInfo
-from assistant.store import ChromaStore, UnitStore, ephemeral_client, release_client
 
 DOC = DocInfo(doc_id="doc", title="Doc", path="doc.md")
 

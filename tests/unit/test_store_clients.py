@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from assistant.errors import StoreUnavailableError
-from assistant.store import (
+from assistant.index.chroma import (
     ChromaServer,
     ChromaStore,
     persistent_client,

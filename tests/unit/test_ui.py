@@ -8,7 +8,7 @@ import pytest
 
 from assistant.pipeline import Assistant
 from assistant.schema import Answer, Citation, Turn
-from assistant.ui import (
+from assistant.serve.ui import (
     CLOSEST_TITLE,
     age_line,
     answer_body,

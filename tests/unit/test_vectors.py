@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from assistant.chunking import unit_id
-from assistant.vectors import SentenceVectors, SentenceWriter
+from assistant.index.sentences import SentenceVectors, SentenceWriter
 
 DIM = 8
 

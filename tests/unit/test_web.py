@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.errors import ConfigError
-from assistant.feedback import FeedbackStore
 from assistant.pipeline import Assistant
+from assistant.serve.feedback import FeedbackStore
+from assistant.serve.web import WIDGET_JS, create_app
 from assistant.settings import Settings
-from assistant.web import WIDGET_JS, create_app
 
 ALLOWED = "http://intranet.example.org:8080"
 OWN = "http://testserver"

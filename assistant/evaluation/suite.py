@@ -16,16 +16,16 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.baselines import assistant_system, open_baselines
-from assistant.calibration import Calibration, fit
+from assistant.answer.calibration import Calibration, fit
+from assistant.answer.probes import bank
 from assistant.embeddings import Embedder
 from assistant.errors import InputError
-from assistant.evalset import Conversation, EvalCase, SetSpec, load_sets
-from assistant.evaluation import EvalRun, Progress, System, run_systems
+from assistant.evaluation.baselines import assistant_system, open_baselines
+from assistant.evaluation.cases import Conversation, EvalCase, SetSpec, load_sets
+from assistant.evaluation.run import EvalRun, Progress, System, run_systems
 from assistant.index import IndexHandle, build_index
 from assistant.ingest import slugify_path
 from assistant.pipeline import Assistant
-from assistant.probes import bank
 from assistant.settings import Settings
 
 __all__ = [
@@ -235,8 +235,8 @@ def run_suite(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> SuiteRun:
     """Evaluate the chosen sets (every set of ``registry`` by default); see the module."""
+    from assistant.answer.llm import chat_model
     from assistant.embeddings import SentenceTransformerEmbedder
-    from assistant.llm import chat_model
 
     chosen, known = select_sets(
         registry, names, corpus=settings.corpus_dir, conversations=conversations

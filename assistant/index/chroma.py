@@ -318,7 +318,7 @@ class ChromaStore(_Counted):
 @_guarded
 class UnitStore(_Counted):
     """The sentences (units) of the chunks, in the second collection that indexes of format 1
-    kept them in: read until the next build moves them to :mod:`assistant.vectors`."""
+    kept them in: read until the next build moves them to :mod:`assistant.index.sentences`."""
 
     def __init__(
         self, client: ClientAPI, collection: str = "guidance-units", *, frozen: bool = False

@@ -42,8 +42,10 @@ if TYPE_CHECKING:  # the parsing libraries are imported when a file of their kin
     from docx.text.paragraph import Paragraph
 
 __all__ = [
+    "MANIFEST_NAME",
     "SUPPORTED_SUFFIXES",
     "UnreadableFile",
+    "check_corpus_dir",
     "corpus_files",
     "ingest",
     "load_manifest",

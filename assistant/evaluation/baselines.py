@@ -1,4 +1,4 @@
-"""The systems :mod:`assistant.evaluation` compares: the assistant and two baselines.
+"""The systems :mod:`assistant.evaluation.run` compares: the assistant and two baselines.
 
 Both baselines run on the same cases with the same embedding model as the assistant, and search a
 follow-up question the way the assistant does (with the previous user question prepended when the
@@ -9,7 +9,8 @@ how far plain retrieval gets, and its refusal metrics mean nothing.
 * ``langchain-tutorial``: the LangChain RAG tutorial's pipeline. The corpus files as plain text
   (no structure), ``RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)``, an
   in-memory Chroma collection through ``langchain_chroma.Chroma``, ``similarity_search``.
-* ``bm25``: BM25 alone (:class:`~assistant.lexical.LexicalIndex`) over the assistant's own chunks.
+* ``bm25``: BM25 alone (:class:`~assistant.index.lexical.LexicalIndex`) over the assistant's own
+  chunks.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from assistant.chunking import chunk_documents
 from assistant.embeddings import Embedder
-from assistant.evalset import EvalCase
-from assistant.evaluation import System
+from assistant.evaluation.cases import EvalCase
+from assistant.evaluation.run import System
+from assistant.index.chroma import ephemeral_client, release_client
+from assistant.index.lexical import LexicalIndex
 from assistant.ingest import ingest
-from assistant.lexical import LexicalIndex
 from assistant.pipeline import Assistant, clean_question, stage_timings, standalone_question
 from assistant.schema import Answer, Chunk, Citation, DocInfo, Passage, SourceDocument
-from assistant.store import ephemeral_client, release_client
 
 __all__ = [
     "BM25Baseline",

@@ -1,11 +1,11 @@
 """HTTP shell: a FastAPI app with the JSON API, the widget script and the Gradio chat page.
 
-Routes: ``/`` (chat page, :mod:`assistant.ui`), ``POST /api/ask``, ``POST /api/search``,
+Routes: ``/`` (chat page, :mod:`assistant.serve.ui`), ``POST /api/ask``, ``POST /api/search``,
 ``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``, OpenAPI docs at ``/docs``.
 The assistant's errors become a status and a JSON ``{"error": ...}``. Pages on other origins may
 call ``/api/*`` only when ``Settings.cors_origins`` lists them; other cross-origin calls get 403.
-:mod:`assistant.access` decides the rest: bearer token (401), rate limit (429 with Retry-After),
-and the answer queue (503 with Retry-After when it stays full).
+:mod:`assistant.serve.access` decides the rest: bearer token (401), rate limit (429 with
+Retry-After), and the answer queue (503 with Retry-After when it stays full).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from assistant.access import AnswerQueue, RateLimiter, check_origin, check_token
 from assistant.errors import (
     AccessError,
     AssistantError,
@@ -32,11 +31,12 @@ from assistant.errors import (
     InputError,
     NotAuthorisedError,
 )
-from assistant.feedback import MAX_COMMENT_CHARS, FeedbackStore
 from assistant.pipeline import Assistant, clean_question
 from assistant.schema import Answer, Turn, passage_json
+from assistant.serve.access import AnswerQueue, RateLimiter, check_origin, check_token
+from assistant.serve.feedback import MAX_COMMENT_CHARS, FeedbackStore
+from assistant.serve.ui import UI_CSS, build_ui
 from assistant.settings import Settings
-from assistant.ui import UI_CSS, build_ui
 
 __all__ = ["WIDGET_JS", "create_app"]
 

@@ -20,9 +20,9 @@ from typing import Any
 import gradio as gr
 
 from assistant.errors import AssistantError
-from assistant.feedback import FeedbackStore
 from assistant.pipeline import Assistant
 from assistant.schema import Answer, Citation, Passage, Turn
+from assistant.serve.feedback import FeedbackStore
 
 __all__ = ["EXAMPLES", "UI_CSS", "build_ui", "history_turns", "md_text", "render_answer"]
 

@@ -4,7 +4,8 @@ No LLM judge: the gold passage is the one containing the case's ``evidence`` sni
 correct answer contains every ``must`` group (any alternative of a group counts).
 
 :func:`run_systems` evaluates several :class:`System` values (the assistant and the baselines of
-:mod:`assistant.baselines`) on the same cases; :mod:`assistant.report` renders the result.
+:mod:`assistant.evaluation.baselines`) on the same cases; :mod:`assistant.evaluation.report`
+renders the result.
 :func:`feedback_drafts` turns the thumbs-down answers the chat page stores into draft cases.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import InputError
-from assistant.evalset import Conversation, EvalCase, normalise
+from assistant.evaluation.cases import Conversation, EvalCase, normalise
 from assistant.schema import Answer, Passage, Turn
 
 __all__ = [

@@ -5,7 +5,7 @@ embedding similarity to the question, how much of the question's rarer words it 
 rank of its passage. The best units are kept (list questions keep the whole list), near-duplicates
 dropped, and they are ordered by passage, then by place in the passage, each followed by the
 marker of its passage. Whether to answer at all is a calibrated decision
-(:mod:`assistant.calibration`).
+(:mod:`assistant.answer.calibration`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from assistant.chunking import split_units, unit_id
 from assistant.embeddings import Embedder
-from assistant.lexical import LexicalIndex, specific_terms, tokenize
+from assistant.index.lexical import LexicalIndex, specific_terms, tokenize
 from assistant.schema import Citation, Passage
 
 __all__ = ["AnswerDraft", "ExtractiveAnswerer", "Unit", "passage_units", "split_question"]

@@ -31,7 +31,7 @@ import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from assistant.answer import (
+from assistant.answer.extractive import (
     DUPLICATE_COSINE,
     UnitVectors,
     join_lines,
@@ -40,7 +40,7 @@ from assistant.answer import (
 )
 from assistant.embeddings import Embedder
 from assistant.errors import LLMError
-from assistant.lexical import tokenize
+from assistant.index.lexical import tokenize
 from assistant.schema import Citation, Passage, Turn
 
 __all__ = [

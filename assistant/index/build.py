@@ -1,16 +1,6 @@
-"""The index on disk: building it aside, switching to it atomically, opening it for queries.
+"""Building an index: aside from the serving build, then switched to atomically.
 
-Layout under the index folder::
-
-    CURRENT                  {"build": "<id>"}: the build that serves; replaced atomically
-    .lock                    held while a build runs (one build at a time)
-    builds/<id>/meta.json    embedding model, files and their hashes, counts
-    builds/<id>/chroma/      the Chroma collection (embedded mode)
-    builds/<id>/lexical/     the BM25 index over the same chunks
-    builds/<id>/sentences/   the chunks' sentence vectors (see :mod:`assistant.vectors`)
-    builds/<id>.partial/     a build in progress (its resume.json: what it was started for)
-
-A build starts from a copy of the serving one, re-embeds only chunks whose text is new, deletes
+The folder's layout is in :mod:`assistant.index.layout`. A build starts from a copy of the serving one, re-embeds only chunks whose text is new, deletes
 chunks that are gone, and becomes visible only when ``CURRENT`` is replaced. An error or a kill at
 any point before that leaves the previous build serving.
 
@@ -52,10 +42,20 @@ from assistant.errors import (
     IndexNotBuiltError,
 )
 from assistant.ingest import corpus_files, ingest
-from assistant.lexical import LexicalIndex
+from assistant.index.layout import (
+    BUILD_CALIBRATION,
+    COLLECTION,
+    FORMAT,
+    READABLE_FORMATS,
+    BuildMeta,
+    collection_names,
+    read_current,
+    write_atomic,
+)
+from assistant.index.lexical import LexicalIndex
 from assistant.schema import Chunk, SkippedFile
 from assistant.settings import DEFAULT_SEARCH_EF
-from assistant.store import (
+from assistant.index.chroma import (
     STORE_IO_ERRORS,
     ChromaServer,
     ChromaStore,
@@ -68,24 +68,16 @@ from assistant.store import (
     release_client,
     server_client,
 )
-from assistant.vectors import FOLDER as SENTENCES
-from assistant.vectors import SentenceSource, SentenceVectors, SentenceWriter
+from assistant.index.sentences import FOLDER as SENTENCES
+from assistant.index.sentences import SentenceSource, SentenceVectors, SentenceWriter
 
-__all__ = ["BuildMeta", "BuildReport", "IndexHandle", "IndexSnapshot", "build_index", "open_index"]
+__all__ = ["WRITE_BATCH", "BuildReport", "Progress", "build_index", "check_index_dir"]
 
 log = logging.getLogger(__name__)
 
-#: 2: sentence vectors in ``sentences/``; 1: in a second Chroma collection (still readable)
-FORMAT = 2
-_READABLE_FORMATS = (1, 2)
 RESUME_FILE = "resume.json"
-#: a calibration fitted for this index's documents (``assistant calibrate --corpus``): carried
-#: over from build to build of the same index folder
-BUILD_CALIBRATION = "calibration.json"
 #: chunks embedded and written together; the next batch is embedded while one is written
 WRITE_BATCH = 512
-COLLECTION = "guidance"
-UNITS_COLLECTION = "guidance-units"  # format 1 only
 _KEEP_OLD_BUILDS = 1  # builds kept besides the serving one, for readers still using them
 #: failures writing a build (a full disk, a read-only folder): reported, the previous one serves
 _WRITE_ERRORS: tuple[type[Exception], ...] = (OSError, *STORE_IO_ERRORS)
@@ -94,24 +86,6 @@ _WRITE_ERRORS: tuple[type[Exception], ...] = (OSError, *STORE_IO_ERRORS)
 #: vectors are carried over from the previous build: its passages, when it is of format 1, then
 #: its sentence vectors) and "embed" (chunks)
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class BuildMeta:
-    build_id: str
-    embed_model: str
-    dimension: int
-    created: str
-    chunk_count: int
-    files: dict[str, str]  # path in the corpus → sha256 of its bytes
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    format: int = FORMAT
-    store: str = "embedded"  # or "server": the collections live on a Chroma server
-
-    @classmethod
-    def read(cls, folder: Path) -> BuildMeta:
-        raw = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -128,15 +102,6 @@ class BuildReport:
     resumed: bool = False  # an interrupted build was carried on (its chunks count as reused)
 
 
-def collection_names(build_id: str, server: ChromaServer | None) -> tuple[str, str]:
-    """The chunk collection of a build and the sentence collection builds of format 1 had:
-    fixed names in the build's own embedded store; on a Chroma server, named after the build so
-    builds can sit side by side."""
-    if server is None:
-        return COLLECTION, UNITS_COLLECTION
-    return f"{COLLECTION}-{build_id}", f"{UNITS_COLLECTION}-{build_id}"
-
-
 def _drop_server_collections(server: ChromaServer | None, build_ids: Sequence[str]) -> None:
     """Delete the server collections of builds that failed, were killed, or were pruned."""
     if server is None or not build_ids:
@@ -146,34 +111,6 @@ def _drop_server_collections(server: ChromaServer | None, build_ids: Sequence[st
         delete_collections(client, [n for b in build_ids for n in collection_names(b, server)])
     except Exception as err:  # cleanup only: the next build tries again
         log.warning("could not delete old collections on the Chroma server: %s", err)
-
-
-def _read_current(index_dir: Path) -> str | None:
-    try:
-        raw = json.loads((index_dir / "CURRENT").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        raise IndexNotBuiltError(
-            f"the index in {index_dir} is damaged ({index_dir / 'CURRENT'}: {err}); "
-            "rebuild it with `assistant index --rebuild`"
-        ) from err
-    build = raw.get("build") if isinstance(raw, dict) else None
-    return str(build) if build else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @contextlib.contextmanager
@@ -232,7 +169,7 @@ def build_index(
     with _build_lock(index_dir):
         resume = _take_resumable(builds, embedder, server, rebuild)
         try:
-            previous = _read_current(index_dir)
+            previous = read_current(index_dir)
         except IndexNotBuiltError as err:  # a damaged pointer: build afresh and replace it
             log.warning("%s", err)
             previous = None
@@ -278,12 +215,12 @@ def build_index(
                 skipped=[asdict(s) for s in report.skipped],
                 store="embedded" if server is None else "server",
             )
-            _write_atomic(partial / "meta.json", json.dumps(asdict(meta), indent=2))
+            write_atomic(partial / "meta.json", json.dumps(asdict(meta), indent=2))
             if previous and (builds / previous / BUILD_CALIBRATION).is_file():
                 shutil.copyfile(builds / previous / BUILD_CALIBRATION, partial / BUILD_CALIBRATION)
             final = builds / build_id
             os.replace(partial, final)
-            _write_atomic(index_dir / "CURRENT", json.dumps({"build": build_id}))
+            write_atomic(index_dir / "CURRENT", json.dumps({"build": build_id}))
         except _WRITE_ERRORS as err:
             _discard_partial(partial, server)
             raise IndexBuildError(
@@ -340,7 +277,7 @@ def _usable_previous(
         log.info("embedding model changed (%s → %s): re-embedding everything",
                  meta.embed_model, embedder.model_name)  # fmt: skip
         return None
-    if meta.format not in _READABLE_FORMATS:
+    if meta.format not in READABLE_FORMATS:
         log.info("index format %s cannot be read: re-embedding everything", meta.format)
         return None
     return meta
@@ -447,7 +384,7 @@ def _open_fresh(folder: Path, names: tuple[str, str], plan: _Plan) -> ClientAPI:
         if prev is not None:  # the chunks only: a format-1 build's sentences are read in place
             copy_collection(client, collection_names(prev.build_id, server)[0], names[0])
     record = _resume_record(plan.embedder, server, plan.rebuild)
-    _write_atomic(folder / RESUME_FILE, json.dumps(record))
+    write_atomic(folder / RESUME_FILE, json.dumps(record))
     return client
 
 
@@ -620,131 +557,3 @@ def _prune(builds: Path, keep: set[str], server: ChromaServer | None = None) -> 
 
 
 # -- reading -------------------------------------------------------------------------------------
-
-
-class IndexSnapshot:
-    """One finished build, opened for queries."""
-
-    def __init__(self, folder: Path, meta: BuildMeta, server: ChromaServer | None = None) -> None:
-        self.folder = folder
-        self.meta = meta
-        self.server = server
-        if server is None:
-            self._client = persistent_client(folder / "chroma")
-        else:
-            self._client = server_client(server)
-        chunk_names, unit_names = collection_names(meta.build_id, server)
-        self.store = ChromaStore(self._client, chunk_names, frozen=True)
-        self.units: SentenceSource = (
-            SentenceVectors(folder / SENTENCES, meta.dimension)
-            if meta.format >= 2
-            else UnitStore(self._client, unit_names, frozen=True)  # until the next build
-        )
-        self.lexical = LexicalIndex.load(folder / "lexical")
-        if meta.format >= 2 and meta.chunk_count and not self.units.count():
-            log.warning("build %s has no sentence vectors (%s is missing or damaged): answers "
-                        "embed sentences as they go, slower; rebuild with `assistant index "
-                        "--rebuild`", meta.build_id, folder / SENTENCES)  # fmt: skip
-
-    @property
-    def build_id(self) -> str:
-        return self.meta.build_id
-
-    def describe(self) -> dict[str, Any]:
-        """What a health check shows of the serving build (in server mode, only when the Chroma
-        server answers: :class:`StoreUnavailableError` otherwise)."""
-        if self.server is not None:
-            heartbeat(self._client, self.server)
-        return {
-            "build": self.build_id,
-            "chunks": self.meta.chunk_count,
-            "embed_model": self.meta.embed_model,
-            "created": self.meta.created,
-            "store": "embedded" if self.server is None else f"chroma server {self.server}",
-        }
-
-    def close(self) -> None:
-        release_client(self._client)
-
-
-def open_index(
-    index_dir: Path, embed_model: str, server: ChromaServer | None = None
-) -> IndexSnapshot:
-    build = _read_current(index_dir)
-    if build is None:
-        raise IndexNotBuiltError(
-            f"no index in {index_dir} yet: build it with `assistant index` (or `make run`)"
-        )
-    folder = index_dir / "builds" / build
-    try:
-        meta = BuildMeta.read(folder)
-    except (OSError, ValueError, TypeError) as err:
-        raise IndexNotBuiltError(
-            f"the index in {index_dir} is damaged ({err}); "
-            "rebuild it with `assistant index --rebuild`"
-        ) from err
-    if meta.embed_model != embed_model:
-        raise IndexModelMismatchError(
-            f"the index in {index_dir} was built with embedding model {meta.embed_model!r} but "
-            f"{embed_model!r} is configured (ASSISTANT_EMBED_MODEL); rebuild with "
-            "`assistant index --rebuild` or configure the model the index was built with"
-        )
-    if meta.format not in _READABLE_FORMATS:
-        raise IndexNotBuiltError(
-            f"the index in {index_dir} is of format {meta.format}, which this version cannot "
-            "read; rebuild it with `assistant index --rebuild`"
-        )
-    wanted = "embedded" if server is None else "server"
-    if meta.store != wanted:
-        where = "a Chroma server" if meta.store == "server" else "the index folder"
-        raise IndexNotBuiltError(
-            f"the index in {index_dir} keeps its vectors in {where}, but "
-            + ("no Chroma server is configured (ASSISTANT_CHROMA_HOST)" if server is None
-               else f"the Chroma server {server} is configured")
-            + "; rebuild it with `assistant index` under the current settings"
-        )  # fmt: skip
-    return IndexSnapshot(folder, meta, server)
-
-
-class IndexHandle:
-    """The serving build, re-opened when a new build becomes current (no restart needed).
-
-    The snapshot it replaces stays open for requests still using it, and is closed when the
-    next build replaces its successor.
-    """
-
-    def __init__(
-        self, index_dir: Path, embed_model: str, server: ChromaServer | None = None
-    ) -> None:
-        self.index_dir = index_dir
-        self.embed_model = embed_model
-        self.server = server
-        self._snapshot: IndexSnapshot | None = None
-        self._retired: IndexSnapshot | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> IndexSnapshot:
-        current = _read_current(self.index_dir)
-        snap = self._snapshot
-        if snap is not None and current == snap.build_id:
-            return snap
-        with self._lock:
-            snap = self._snapshot
-            if snap is None or current != snap.build_id:
-                fresh = open_index(self.index_dir, self.embed_model, self.server)
-                if self._retired is not None:
-                    self._retired.close()
-                self._retired, self._snapshot = snap, fresh
-                snap = fresh
-            return snap
-
-    def info(self) -> dict[str, Any]:
-        return self.get().describe()
-
-    def close(self) -> None:
-        """Release the open snapshots (the handle opens the current build again if used)."""
-        with self._lock:
-            for snap in (self._retired, self._snapshot):
-                if snap is not None:
-                    snap.close()
-            self._retired = self._snapshot = None

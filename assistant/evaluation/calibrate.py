@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from assistant.calibration import Calibration, decision_figures, fit
-from assistant.evalset import SetSpec
+from assistant.answer.calibration import Calibration, decision_figures, fit
+from assistant.answer.probes import bank
+from assistant.evaluation.cases import SetSpec
 from assistant.index import BUILD_CALIBRATION
 from assistant.ingest import SUPPORTED_SUFFIXES
 from assistant.pipeline import Assistant
-from assistant.probes import bank
 
 __all__ = [
     "BUILD_CALIBRATION",

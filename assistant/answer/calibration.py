@@ -4,7 +4,7 @@ The features (measured by the answer stage) say how close the best passage and s
 the question, how much of the question and of the things it names the cited passages mention,
 how far the best passage stands out, and whether lexical and dense retrieval agree. Scores that
 move with the corpus are read relative to the index's own probe questions
-(:mod:`assistant.probes`), so one calibration carries over to documents it was not fitted on.
+(:mod:`assistant.answer.probes`), so one calibration carries over to documents it was not fitted on.
 
 Fitted with scikit-learn (standardised features, L2, classes weighted equally) by
 ``assistant calibrate``: on the evaluation sets of every corpus, each with the probe questions

@@ -1,4 +1,5 @@
-"""Renders an :class:`~assistant.evaluation.EvalRun`: a text table, ``eval.json``, ``eval.html``.
+"""Renders an :class:`~assistant.evaluation.run.EvalRun`: a text table, ``eval.json``,
+``eval.html``.
 
 The HTML report is one self-contained file: inline CSS, and the plots (hit@k curves, the
 assistant's latency histogram) as PNG data URIs drawn with matplotlib's Agg backend. No script,
@@ -19,11 +20,11 @@ from typing import TYPE_CHECKING
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from assistant.evaluation import CaseResult, EvalRun, SystemRun
-from assistant.gate import Gate
+from assistant.evaluation.gate import Gate
+from assistant.evaluation.run import CaseResult, EvalRun, SystemRun
 
 if TYPE_CHECKING:
-    from assistant.evalsuite import SuiteRun
+    from assistant.evaluation.suite import SuiteRun
 
 __all__ = [
     "METRICS",

@@ -1,0 +1,30 @@
+"""The ingest stage: the corpus folder read into :class:`~assistant.schema.SourceDocument`
+values."""
+
+from assistant.ingest.corpus import (
+    MANIFEST_NAME,
+    SUPPORTED_SUFFIXES,
+    UnreadableFile,
+    check_corpus_dir,
+    corpus_files,
+    ingest,
+    load_manifest,
+    normalise_markdown,
+    normalise_plain_text,
+    read_document,
+    slugify_path,
+)
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SUPPORTED_SUFFIXES",
+    "UnreadableFile",
+    "check_corpus_dir",
+    "corpus_files",
+    "ingest",
+    "load_manifest",
+    "normalise_markdown",
+    "normalise_plain_text",
+    "read_document",
+    "slugify_path",
+]
