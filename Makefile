@@ -47,14 +47,17 @@ test: install-dev chromium ## run the whole test suite, then the evaluation gate
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --junitxml=test-reports/junit.xml
 	HF_HUB_OFFLINE=1 $(BIN)/assistant eval --gate eval/thresholds.toml --report test-reports/eval
 
-lint: install-dev ## ruff and mypy
-	$(BIN)/ruff check assistant tests app.py
-	$(BIN)/ruff format --check assistant tests app.py
+LINTED := assistant tests bench devtools app.py
+
+lint: install-dev ## ruff, mypy and the import rules of docs/architecture.md
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install-dev ## apply ruff's formatting and fixes
-	$(BIN)/ruff format assistant tests app.py
-	$(BIN)/ruff check --fix assistant tests app.py
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
 
 eval: install ## every set of eval/sets.toml → reports/eval.html and reports/eval.json
 	$(BIN)/assistant eval --report reports --gate eval/thresholds.toml
