@@ -266,7 +266,7 @@ def _run_questions(
 
     batch = args.question == "-"
     if not batch:  # reject an empty question before loading anything
-        from assistant.pipeline import clean_question
+        from assistant.conversation import clean_question
 
         clean_question(args.question, settings.max_question_chars)
     assistant = Assistant.from_settings(settings)

@@ -7,10 +7,8 @@ ingest → chunk → embed/store (:mod:`assistant.index`) → retrieve (:mod:`as
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,8 +20,9 @@ from assistant.answer.calibration import Calibration
 from assistant.answer.extractive import AnswerDraft, ExtractiveAnswerer, split_question
 from assistant.answer.generative import GenerativeAnswerer, answer_messages
 from assistant.answer.probes import ProbeStats, bank_sample, measure
+from assistant.conversation import clean_question, contextual_question, follow_up_candidates
 from assistant.embeddings import Embedder
-from assistant.errors import InputError, LLMError
+from assistant.errors import LLMError
 from assistant.index import (
     BUILD_CALIBRATION,
     BuildReport,
@@ -33,7 +32,6 @@ from assistant.index import (
     build_index,
 )
 from assistant.index.chroma import ChromaServer
-from assistant.index.lexical import tokenize
 from assistant.retrieval import HybridRetriever, SnapshotSource, hybrid_search
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.settings import Settings
@@ -45,11 +43,7 @@ __all__ = [
     "DECLINE_TEXT",
     "Assistant",
     "chroma_server",
-    "clean_question",
-    "contextual_question",
-    "follow_up_candidates",
     "stage_timings",
-    "standalone_question",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,31 +51,6 @@ log = logging.getLogger(__name__)
 DECLINE_TEXT = (
     "The guidance here does not cover this question, so I can't answer it from these documents."
 )
-#: words that make a question lean on the one before it ("Who hosts it?", "And how often?")
-_FOLLOW_UP = re.compile(
-    r"\b(it|its|they|them|their|this|that|these|those|there|he|she|his|her|the same|such|"
-    r"which one)\b|^\W*(and|also|what about|how about|so)\b",
-    re.IGNORECASE,
-)
-#: control characters, lone surrogates (not text: JSON can carry them, no tokenizer takes them),
-#: zero-width spaces and byte-order marks (invisible; joiners stay, some scripts need them)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u200b\u2060\ufeff]")
-
-
-def clean_question(question: str, max_chars: int) -> str:
-    """The question as searched: control characters gone, whitespace collapsed, NFC-normalised."""
-    if not isinstance(question, str):
-        raise InputError("the question must be text")
-    text = unicodedata.normalize("NFC", _CONTROL.sub(" ", question))
-    text = " ".join(text.split())
-    if not text:
-        raise InputError("the question is empty: type a question about commissioning")
-    if len(text) > max_chars:
-        raise InputError(
-            f"the question is {len(text)} characters long; the limit is {max_chars}. "
-            "Ask something shorter."
-        )
-    return text
 
 
 class Assistant:
@@ -453,38 +422,6 @@ def chroma_server(settings: Settings) -> ChromaServer | None:
     """The Chroma server the settings name (ASSISTANT_CHROMA_HOST/PORT), or None: embedded."""
     where = settings.chroma_server()
     return ChromaServer(*where) if where else None
-
-
-def _previous_questions(history: Sequence[Turn]) -> list[str]:
-    users = (" ".join(_CONTROL.sub(" ", t.content).split()) for t in history if t.role == "user")
-    return [text for text in users if text]
-
-
-def follow_up_candidates(question: str, history: Sequence[Turn]) -> list[str]:
-    """The question with the conversation's context: after the previous user question, and
-    after the two before it (a follow-up of a follow-up). Whether either is searched instead of
-    the question alone is decided by the evidence each finds (:meth:`Assistant._evidence`)."""
-    previous = _previous_questions(history)
-    out = [f"{' '.join(previous[-n:])} {question}" for n in (1, 2) if len(previous) >= n]
-    return list(dict.fromkeys(out))
-
-
-def contextual_question(question: str, history: Sequence[Turn]) -> str:
-    """The question after the previous user question (the context a chat model condenses)."""
-    candidates = follow_up_candidates(question, history)
-    return candidates[0] if candidates else question
-
-
-def standalone_question(question: str, history: Sequence[Turn]) -> str:
-    """The baselines' rule for follow-ups (they have no evidence to decide by): a question of
-    three words or fewer, or with a pronoun, is searched after the previous user question."""
-    previous = _previous_questions(history)
-    if not previous:
-        return question
-    short = len(tokenize(question)) <= 3
-    if short or _FOLLOW_UP.search(question):
-        return f"{previous[-1]} {question}"
-    return question
 
 
 #: features measured on the user's own question, whatever context is searched with it: the

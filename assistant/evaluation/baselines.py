@@ -28,13 +28,14 @@ from langchain_core.embeddings import Embeddings
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from assistant.chunking import chunk_documents
+from assistant.conversation import clean_question, standalone_question
 from assistant.embeddings import Embedder
 from assistant.evaluation.cases import EvalCase
 from assistant.evaluation.run import System
 from assistant.index.chroma import ephemeral_client, release_client
 from assistant.index.lexical import LexicalIndex
 from assistant.ingest import ingest
-from assistant.pipeline import Assistant, clean_question, stage_timings, standalone_question
+from assistant.pipeline import Assistant, stage_timings
 from assistant.schema import Answer, Chunk, Citation, DocInfo, Passage, SourceDocument
 
 __all__ = [

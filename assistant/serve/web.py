@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistant.conversation import clean_question
 from assistant.errors import (
     AccessError,
     AssistantError,
@@ -31,7 +32,7 @@ from assistant.errors import (
     InputError,
     NotAuthorisedError,
 )
-from assistant.pipeline import Assistant, clean_question
+from assistant.pipeline import Assistant
 from assistant.schema import Answer, Turn, passage_json
 from assistant.serve.access import AnswerQueue, RateLimiter, check_origin, check_token
 from assistant.serve.feedback import MAX_COMMENT_CHARS, FeedbackStore

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from rel_helpers import Tally, cases, percentile
 
-from assistant.pipeline import follow_up_candidates
+from assistant.conversation import follow_up_candidates
 from assistant.schema import Turn
 
 pytestmark = pytest.mark.slow

@@ -11,10 +11,11 @@ from fakes import FakeEmbedder, always_answer, answers_above, assert_cited, body
 
 from assistant.answer.calibration import FEATURES, Calibration
 from assistant.answer.extractive import split_question
+from assistant.conversation import clean_question, follow_up_candidates
 from assistant.errors import IndexNotBuiltError, InputError
 from assistant.evaluation.cases import normalise
 from assistant.index import IndexHandle, IndexSnapshot, build_index
-from assistant.pipeline import DECLINE_TEXT, Assistant, clean_question, follow_up_candidates
+from assistant.pipeline import DECLINE_TEXT, Assistant
 from assistant.schema import Turn
 from assistant.settings import Settings
 
