@@ -15,7 +15,8 @@ import html
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import gradio as gr
 
@@ -230,13 +231,22 @@ def rated_exchange(history: Sequence[Any], index: int) -> tuple[str, str, list[T
     return _content(history[q]), answer, history_turns(history[:q])
 
 
-def build_ui(get: Callable[[], Assistant], feedback: FeedbackStore) -> gr.Blocks:
-    """The chat page over ``get()``'s assistant, storing ratings in ``feedback``."""
+@dataclass(frozen=True)
+class _Handlers:
+    """What the page's events call: the chat over ``get()``'s assistant, ratings into ``feedback``.
 
-    def chat(message: str, history: list[Any]) -> Iterator[list[gr.ChatMessage]]:
+    Methods, not closures, so Gradio reads their type hints (``gr.LikeData``) as it does a
+    function's.
+    """
+
+    get: Callable[[], Assistant]
+    feedback: FeedbackStore
+
+    def chat(self, message: str, history: list[Any]) -> Iterator[list[gr.ChatMessage]]:
+        """The answer to ``message`` as it is written, then whole with its sources."""
         streamed = ""
         try:
-            for item in get().ask_stream(message, history_turns(history)):
+            for item in self.get().ask_stream(message, history_turns(history)):
                 if isinstance(item, Answer):
                     if streamed:  # the verified answer replaces the text as it was written
                         yield render_answer(item)
@@ -248,87 +258,130 @@ def build_ui(get: Callable[[], Assistant], feedback: FeedbackStore) -> gr.Blocks
         except AssistantError as err:
             raise gr.Error(str(err), print_exception=False) from None
 
+    def on_like(
+        self, history: list[Any], data: gr.LikeData
+    ) -> tuple[dict[str, Any], str, int | None, str]:
+        """Store a thumbs up or down; show the comment box, thanks, and the stored row's id."""
+        exchange = rated_exchange(history, _index(data.index))
+        if exchange is None or data.liked not in (True, False):
+            return gr.update(visible=False), "", None, ""
+        question, answer, turns = exchange
+        try:
+            row = self.feedback.add(question, answer, 1 if data.liked else -1, turns)
+        except AssistantError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        thanks = "Thanks: your rating is saved. Add a comment if you like."
+        return gr.update(visible=True), thanks, row, ""
+
+    def on_comment(self, row: int | None, text: str) -> tuple[dict[str, Any], str, str]:
+        """Add the comment to the rating stored as ``row``; hide the comment box."""
+        if row is None or not text.strip():
+            return gr.update(), "Rate an answer first, then add a comment.", text
+        try:
+            self.feedback.comment(row, text)
+        except AssistantError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        return gr.update(visible=False), "Thanks: your comment is saved.", ""
+
+
+def _on_new_chat() -> tuple[Any, ...]:
+    """Empty the conversation, hide the comment box, forget the rating."""
+    return [], [], [], gr.update(visible=False), "", None, ""
+
+
+class _FeedbackWidgets(NamedTuple):
+    """The comment box under the chat (hidden until an answer is rated) and the status line."""
+
+    row: gr.Row
+    comment: gr.Textbox
+    send: gr.Button
+    status: gr.Markdown
+    rated_id: gr.State
+
+
+def _chatbot() -> gr.Chatbot:
+    return gr.Chatbot(
+        label="Conversation",
+        height="68vh",
+        latex_delimiters=[],
+        feedback_options=("Like", "Dislike"),
+        placeholder="Ask about who commissions what, commissioning levels, the commissioning "
+        "cycle, or procurement versus commissioning.",
+    )
+
+
+def _question_box() -> gr.Textbox:
+    return gr.Textbox(
+        label="Your question",
+        placeholder="Ask a question about commissioning guidance, then press Enter",
+        submit_btn="Ask",
+        autofocus=True,
+    )
+
+
+def _chat_interface(
+    handlers: _Handlers, chatbot: gr.Chatbot, textbox: gr.Textbox
+) -> gr.ChatInterface:
+    return gr.ChatInterface(
+        handlers.chat,
+        chatbot=chatbot,
+        textbox=textbox,
+        api_name="chat",
+        api_description="Answer a question (with the earlier turns) from the guidance.",
+        examples=EXAMPLES,
+        cache_examples=False,
+        fill_height=False,
+    )
+
+
+def _feedback_widgets() -> _FeedbackWidgets:
+    with gr.Row(visible=False) as row:
+        comment = gr.Textbox(label="Comment on this answer (optional)", max_length=2000, scale=4)
+        send = gr.Button("Send comment", scale=1)
+    status = gr.Markdown(elem_id="feedback-status")
+    return _FeedbackWidgets(row, comment, send, status, gr.State(None))
+
+
+def _wire_feedback(handlers: _Handlers, chatbot: gr.Chatbot, fb: _FeedbackWidgets) -> None:
+    """A rating stores a row and opens the comment box; a comment (button or Enter) joins it."""
+    chatbot.like(
+        handlers.on_like, [chatbot], [fb.row, fb.status, fb.rated_id, fb.comment],
+        api_visibility="private",
+    )  # fmt: skip
+    for event in (fb.send.click, fb.comment.submit):
+        event(
+            handlers.on_comment, [fb.rated_id, fb.comment], [fb.row, fb.status, fb.comment],
+            api_visibility="private",
+        )  # fmt: skip
+
+
+def _wire_new_chat(
+    button: gr.Button, interface: gr.ChatInterface, textbox: gr.Textbox, fb: _FeedbackWidgets
+) -> None:
+    """**New chat** empties the conversation, the question box and the feedback state."""
+    button.click(
+        _on_new_chat,
+        None,
+        [interface.chatbot, interface.chatbot_state, interface.chatbot_value, fb.row, fb.status,
+         fb.rated_id, textbox],
+        api_visibility="private",
+        queue=False,
+    )  # fmt: skip
+
+
+def build_ui(get: Callable[[], Assistant], feedback: FeedbackStore) -> gr.Blocks:
+    """The chat page over ``get()``'s assistant, storing ratings in ``feedback``."""
+    handlers = _Handlers(get, feedback)
     page = gr.Blocks(title=TITLE, analytics_enabled=False)
     with page:
         gr.Markdown(f"# {TITLE}\n\n{INTRO}")
         new_chat = gr.Button("New chat", variant="secondary", size="sm")
-        chatbot = gr.Chatbot(
-            label="Conversation",
-            height="68vh",
-            latex_delimiters=[],
-            feedback_options=("Like", "Dislike"),
-            placeholder="Ask about who commissions what, commissioning levels, the commissioning "
-            "cycle, or procurement versus commissioning.",
-        )
-        textbox = gr.Textbox(
-            label="Your question",
-            placeholder="Ask a question about commissioning guidance, then press Enter",
-            submit_btn="Ask",
-            autofocus=True,
-        )
-        interface = gr.ChatInterface(
-            chat,
-            chatbot=chatbot,
-            textbox=textbox,
-            api_name="chat",
-            api_description="Answer a question (with the earlier turns) from the guidance.",
-            examples=EXAMPLES,
-            cache_examples=False,
-            fill_height=False,
-        )
-        with gr.Row(visible=False) as comment_row:
-            comment = gr.Textbox(
-                label="Comment on this answer (optional)", max_length=2000, scale=4
-            )
-            send_comment = gr.Button("Send comment", scale=1)
-        status = gr.Markdown(elem_id="feedback-status")
-        rated_id = gr.State(None)
-
-        def on_like(
-            history: list[Any], data: gr.LikeData
-        ) -> tuple[dict[str, Any], str, int | None, str]:
-            exchange = rated_exchange(history, _index(data.index))
-            if exchange is None or data.liked not in (True, False):
-                return gr.update(visible=False), "", None, ""
-            question, answer, turns = exchange
-            try:
-                row = feedback.add(question, answer, 1 if data.liked else -1, turns)
-            except AssistantError as err:
-                raise gr.Error(str(err), print_exception=False) from None
-            thanks = "Thanks: your rating is saved. Add a comment if you like."
-            return gr.update(visible=True), thanks, row, ""
-
-        def on_comment(row: int | None, text: str) -> tuple[dict[str, Any], str, str]:
-            if row is None or not text.strip():
-                return gr.update(), "Rate an answer first, then add a comment.", text
-            try:
-                feedback.comment(row, text)
-            except AssistantError as err:
-                raise gr.Error(str(err), print_exception=False) from None
-            return gr.update(visible=False), "Thanks: your comment is saved.", ""
-
-        def on_new_chat() -> tuple[Any, ...]:
-            return [], [], [], gr.update(visible=False), "", None, ""
-
-        chatbot.like(
-            on_like, [chatbot], [comment_row, status, rated_id, comment], api_visibility="private"
-        )
-        send_comment.click(
-            on_comment, [rated_id, comment], [comment_row, status, comment],
-            api_visibility="private",
-        )  # fmt: skip
-        comment.submit(
-            on_comment, [rated_id, comment], [comment_row, status, comment],
-            api_visibility="private",
-        )  # fmt: skip
-        new_chat.click(
-            on_new_chat,
-            None,
-            [chatbot, interface.chatbot_state, interface.chatbot_value, comment_row, status,
-             rated_id, textbox],
-            api_visibility="private",
-            queue=False,
-        )  # fmt: skip
+        chatbot = _chatbot()
+        textbox = _question_box()
+        interface = _chat_interface(handlers, chatbot, textbox)
+        fb = _feedback_widgets()
+        _wire_feedback(handlers, chatbot, fb)
+        _wire_new_chat(new_chat, interface, textbox, fb)
     return page
 
 

@@ -40,8 +40,6 @@ STILL_TOO_LONG = {
     "assistant/ingest/corpus.py normalise_plain_text": 79,
     "assistant/pipeline.py Assistant.ask_stream": 69,
     "assistant/retrieval.py hybrid_search": 78,
-    "assistant/serve/ui.py build_ui": 100,
-    "assistant/serve/web.py create_app": 142,
     "bench/backends.py main": 80,
     "bench/run.py": 1152,
     "bench/run.py render": 150,

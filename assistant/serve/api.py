@@ -1,0 +1,168 @@
+"""The JSON API under ``/api``: ask (whole or streamed), search, feedback and health.
+
+Every route checks the caller's origin; all but ``/api/health`` (monitoring needs no token) also
+need the bearer token and count against the client's rate limit (:mod:`assistant.serve.deps`).
+Answering takes a slot in the answer queue, so a busy server says 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, field_validator
+
+from assistant.conversation import clean_question
+from assistant.errors import AssistantError, IndexError_, InputError
+from assistant.pipeline import Assistant
+from assistant.schema import Answer, Turn, passage_json
+from assistant.serve.access import AnswerQueue
+from assistant.serve.deps import (
+    AssistantDep,
+    FeedbackDep,
+    QueueDep,
+    StateDep,
+    allowed_origin,
+    bearer_token,
+    within_rate_limit,
+)
+from assistant.serve.feedback import MAX_COMMENT_CHARS
+
+__all__ = [
+    "MAX_TURNS",
+    "MAX_TURN_CHARS",
+    "AskIn",
+    "FeedbackIn",
+    "SearchIn",
+    "TurnIn",
+    "router",
+    "status_for",
+]
+
+#: earlier turns a request may carry, and the longest turn (the widget and page send far less)
+MAX_TURNS = 50
+MAX_TURN_CHARS = 8_000
+
+
+# The request bodies. Comments, not docstrings: a docstring would become the model's description
+# in the OpenAPI schema.
+
+
+#: One earlier turn of the conversation.
+class TurnIn(BaseModel):
+    role: str = Field(pattern="^(user|assistant)$")
+    content: str
+
+    @field_validator("content")
+    @classmethod
+    def _not_too_long(cls, content: str) -> str:
+        # checked after parsing: a length constraint would make pydantic refuse lone surrogates,
+        # which the pipeline drops like any other character that is not text
+        if len(content) > MAX_TURN_CHARS:
+            raise ValueError(f"a turn is at most {MAX_TURN_CHARS} characters")
+        return content
+
+
+#: A question and the conversation before it.
+class AskIn(BaseModel):
+    question: str
+    history: list[TurnIn] = Field(default_factory=list, max_length=MAX_TURNS)
+
+
+#: A question and how many passages to return (the settings' top_k if not given).
+class SearchIn(BaseModel):
+    question: str
+    k: int | None = Field(default=None, ge=1, le=50)
+
+
+#: A rating of an answer, with an optional comment and the conversation before it.
+class FeedbackIn(BaseModel):
+    question: str
+    answer: str
+    rating: int = Field(description="1 helpful, -1 unhelpful")
+    comment: str = Field(default="", max_length=MAX_COMMENT_CHARS)
+    history: list[TurnIn] = Field(default_factory=list, max_length=MAX_TURNS)
+
+
+def status_for(err: AssistantError) -> int:
+    """The HTTP status of one of the assistant's errors (access refusals carry their own)."""
+    if isinstance(err, InputError):
+        return 400
+    if isinstance(err, IndexError_):
+        return 503
+    return 500
+
+
+def _turns(history: list[TurnIn]) -> list[Turn]:
+    return [Turn(t.role, t.content) for t in history]
+
+
+#: every /api route: pages on other origins only when the settings list them
+router = APIRouter(prefix="/api", dependencies=[Depends(allowed_origin)])
+#: the routes that answer or store: bearer token, then the client's rate limit
+guarded = APIRouter(dependencies=[Depends(bearer_token), Depends(within_rate_limit)])
+
+
+@router.get("/health")
+def health(state: StateDep) -> JSONResponse:
+    try:
+        info = state.get_assistant().index.get().describe()
+    except AssistantError as err:
+        return JSONResponse({"status": "unavailable", "error": str(err)}, status_code=503)
+    return JSONResponse({"status": "ok", "index": info})
+
+
+@guarded.post("/ask")
+def ask(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> dict[str, Any]:
+    with queue.slot():
+        return assistant.ask(body.question, _turns(body.history)).to_json()
+
+
+def _ndjson_events(
+    assistant: Assistant, question: str, turns: list[Turn], queue: AnswerQueue
+) -> Iterator[bytes]:
+    """The streamed answer's lines; releases the queue slot taken for it when done."""
+    try:
+        for item in assistant.ask_stream(question, turns):
+            if isinstance(item, Answer):
+                event: dict[str, Any] = {"type": "answer", "answer": item.to_json()}
+            else:
+                event = {"type": "delta", "text": item}
+            yield (json.dumps(event, ensure_ascii=False) + "\n").encode()
+    except AssistantError as err:
+        error = {"type": "error", "error": str(err), "status": status_for(err)}
+        yield (json.dumps(error) + "\n").encode()
+    finally:
+        queue.release()
+
+
+@guarded.post("/ask/stream")
+def ask_stream(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> StreamingResponse:
+    """The answer as it is written: one JSON object a line, ``{"type": "delta", "text"}``
+    while a chat model writes, then ``{"type": "answer", "answer": {...}}`` (as /api/ask),
+    or ``{"type": "error", "error", "status"}``."""
+    turns = _turns(body.history)
+    clean_question(body.question, assistant.max_question_chars)  # bad question → 400 now
+    queue.acquire()  # busy → 503 before the stream starts
+    lines = _ndjson_events(assistant, body.question, turns, queue)
+    return StreamingResponse(lines, media_type="application/x-ndjson")
+
+
+@guarded.post("/search")
+def search(body: SearchIn, assistant: AssistantDep, queue: QueueDep) -> dict[str, Any]:
+    question = clean_question(body.question, assistant.max_question_chars)
+    with queue.slot():
+        passages = assistant.search(question, body.k)
+    return {"question": question, "results": [passage_json(p) for p in passages]}
+
+
+@guarded.post("/feedback")
+def rate(body: FeedbackIn, feedback: FeedbackDep) -> dict[str, Any]:
+    row = feedback.add(body.question, body.answer, body.rating, _turns(body.history), body.comment)
+    return {"id": row}
+
+
+router.include_router(guarded)

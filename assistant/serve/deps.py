@@ -1,0 +1,114 @@
+"""FastAPI dependencies of the HTTP shell: what a route needs, read from ``request.app.state``.
+
+:func:`create_app <assistant.serve.web.create_app>` puts one :class:`ServerState` on
+``app.state.server``; the dependencies here hand its parts to the routes and apply
+:mod:`assistant.serve.access`'s checks (origin 403, bearer token 401, rate limit 429). A refusal is
+an :class:`~assistant.errors.AccessError`, which the app's exception handler turns into its status
+and headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from assistant.pipeline import Assistant
+from assistant.serve.access import AnswerQueue, RateLimiter, check_origin, check_token
+from assistant.serve.feedback import FeedbackStore
+from assistant.settings import Settings
+
+__all__ = [
+    "AssistantDep",
+    "FeedbackDep",
+    "QueueDep",
+    "ServerState",
+    "StateDep",
+    "allowed_origin",
+    "answer_queue",
+    "bearer_token",
+    "current_assistant",
+    "feedback_store",
+    "server_state",
+    "within_rate_limit",
+]
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share: settings, the assistant (made on first use), the feedback
+    store, the per-client rate limiter and the answer queue."""
+
+    settings: Settings
+    feedback: FeedbackStore
+    limiter: RateLimiter
+    queue: AnswerQueue
+    allowed_origins: frozenset[str]
+    assistant: Assistant | None = field(default=None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, assistant: Assistant | None = None) -> ServerState:
+        """The state for ``settings``; without ``assistant``, one is made from them when needed."""
+        return cls(
+            settings=settings,
+            feedback=FeedbackStore(settings.data_dir),
+            limiter=RateLimiter(settings.rate_limit_per_minute),
+            queue=AnswerQueue(settings.max_concurrent, settings.queue_timeout),
+            allowed_origins=frozenset(settings.cors_origins),
+            assistant=assistant,
+        )
+
+    def get_assistant(self) -> Assistant:
+        """The assistant, created from the settings the first time it is needed."""
+        if self.assistant is None:
+            self.assistant = Assistant.from_settings(self.settings)
+        return self.assistant
+
+
+def server_state(request: Request) -> ServerState:
+    """Dependency: the app's :class:`ServerState` (``app.state.server``)."""
+    state: ServerState = request.app.state.server
+    return state
+
+
+def current_assistant(request: Request) -> Assistant:
+    """Dependency: the assistant (sync, so a first-use load runs in the thread pool)."""
+    return server_state(request).get_assistant()
+
+
+async def feedback_store(request: Request) -> FeedbackStore:
+    """Dependency: where ratings are stored."""
+    return server_state(request).feedback
+
+
+async def answer_queue(request: Request) -> AnswerQueue:
+    """Dependency: the queue a route takes a slot in while it answers."""
+    return server_state(request).queue
+
+
+def _own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
+async def allowed_origin(request: Request) -> None:
+    """Dependency: refuse (403) a page on another origin that the settings do not list."""
+    allowed = server_state(request).allowed_origins
+    check_origin(request.headers.get("origin"), _own_origin(request), allowed)
+
+
+async def bearer_token(request: Request) -> None:
+    """Dependency: refuse (401) a call without the configured bearer token."""
+    token = server_state(request).settings.api_token
+    check_token(request.headers.get("authorization"), token)
+
+
+async def within_rate_limit(request: Request) -> None:
+    """Dependency: refuse (429 with Retry-After) a client over its requests a minute."""
+    server_state(request).limiter.check(request.client.host if request.client else "unknown")
+
+
+StateDep = Annotated[ServerState, Depends(server_state)]
+AssistantDep = Annotated[Assistant, Depends(current_assistant)]
+FeedbackDep = Annotated[FeedbackStore, Depends(feedback_store)]
+QueueDep = Annotated[AnswerQueue, Depends(answer_queue)]
