@@ -24,7 +24,6 @@ from assistant.schema import Citation, Passage
 
 __all__ = ["AnswerDraft", "ExtractiveAnswerer", "Unit", "passage_units", "split_question"]
 
-#: a sentence that opens like this carries on from the one before it
 #: text addressed to an AI rather than to a reader ("ignore your instructions", "system:"): it is
 #: data in a document, never an answer, so it is not quoted (the Sources still show the passage)
 INSTRUCTION_LIKE = re.compile(
@@ -36,13 +35,13 @@ INSTRUCTION_LIKE = re.compile(
     r"|^\s*(?:system|assistant|user)\s*:",
     re.IGNORECASE,
 )
+#: a sentence that opens like this carries on from the one before it
 _CONTINUES = re.compile(r"^(Their|They|These|This|Those|It|Its|Such|He|She)\b")
 _LIST_CUES = re.compile(
     r"\b(what are|which are|list|name the|stages?|steps?|levels?|elements?|functions?|roles?|"
     r"things|ways|activities|responsibilities|services|who (sits|is on|are)|main|key)\b",
     re.IGNORECASE,
 )
-
 
 #: units closer than this say the same thing
 DUPLICATE_COSINE = 0.92
@@ -115,72 +114,80 @@ class ExtractiveAnswerer:
         is the user's own question when ``question`` is it with earlier turns prepended: its
         terms (when it has any) are the ones the passages must hold."""
         evidence = list(passages)
+        used = self._passages_used(passages, extra)
+        units = [u for i, p in enumerate(used) for u in passage_units(i, p)]
+        asked = own if own and tokenize(own) else question
+        q_terms, q_mass = _weighted_terms(asked, lexical)
+        features = _no_evidence(evidence)
+        if not units:
+            return AnswerDraft("", [], features)
+
+        tokens = [set(tokenize(u.text)) for u in units]  # tokenized once, used throughout
+        pool = _Pool(units, self._unit_vectors(units, stored), tokens, _rank_prior(used))
+        cos = pool.vectors @ np.asarray(query_vector, dtype=np.float32)
+        scores = self._scores(pool, cos, q_terms, q_mass)
+        best = int(np.argmax(scores))
+        features["best_unit_cos"] = float(cos[best])
+        features["top_coverage"] = _coverage(q_terms, q_mass, used[0].chunk.embed_text)
+
+        gain = _CoverageGain(q_terms, q_mass, [toks & q_terms.keys() for toks in tokens])
+        picked = self._select(question, units, scores, best, gain)
+        uncovered = self._answer_parts(parts, pool, used, lexical, picked)
+        chosen = self._dedupe(picked, pool.vectors)
+        cited = set().union(
+            *(set(tokenize(used[units[i].passage].chunk.embed_text)) for i in chosen)
+        )
+        features.update(_evidence_features(asked, q_terms, q_mass, evidence, cited))
+        said = " ".join(units[i].text for i in chosen)
+        features.update(_answer_features(question, q_terms, q_mass, said, used))
+        draft = self._compose(chosen, units, used, features)
+        return replace(draft, uncovered=uncovered) if uncovered else draft
+
+    def _passages_used(
+        self, passages: Sequence[Passage], extra: Sequence[Passage]
+    ) -> list[Passage]:
+        """The best ``passages_used`` passages, then each part's best passage not among them."""
         used = list(passages[: self.passages_used])
         seen = {p.chunk.chunk_id for p in used}
         for p in extra:
             if p.chunk.chunk_id not in seen:
                 seen.add(p.chunk.chunk_id)
                 used.append(p)
-        units = [u for i, p in enumerate(used) for u in passage_units(i, p)]
-        asked = own if own and tokenize(own) else question
-        q_terms = {t: lexical.idf(t) for t in set(tokenize(asked))}
-        q_mass = sum(q_terms.values()) or 1.0
-        features = {
-            "top_dense": max((p.dense or 0.0 for p in evidence), default=0.0),
-            "best_unit_cos": 0.0,
-            "top_coverage": 0.0,
-            "answer_coverage": 0.0,
-            "answer_type": 0.0,
-            "numbers_found": 0.0,
-        }
-        if not units:
-            return AnswerDraft("", [], features)
+        return used
 
-        q = np.asarray(query_vector, dtype=np.float32)
-        vectors = self._unit_vectors(units, stored)
-        cos = vectors @ q
-        unit_tokens = [set(tokenize(u.text)) for u in units]  # tokenized once, used throughout
-        coverage = [_covered(q_terms, q_mass, toks) for toks in unit_tokens]
+    def _scores(
+        self, pool: _Pool, cos: np.ndarray[Any, Any], terms: dict[str, float], mass: float
+    ) -> list[float]:
+        """Each unit's score: its cosine to the question, its share of the question's weighted
+        terms, and its passage's rank, mixed by ``weights``."""
         wc, wl, wp = self.weights
-        prior = _rank_prior(used)  # how the passage ranked: 1 for the best, less for the rest
-        scores = [
-            wc * float(c) + wl * cov + wp * prior[u.passage]
-            for u, c, cov in zip(units, cos, coverage, strict=True)
+        return [
+            wc * float(c) + wl * _covered(terms, mass, toks) + wp * pool.prior[u.passage]
+            for u, c, toks in zip(pool.units, cos, pool.tokens, strict=True)
         ]
-        best = int(np.argmax(scores))
-        features["best_unit_cos"] = float(cos[best])
-        features["top_coverage"] = _coverage(q_terms, q_mass, used[0].chunk.embed_text)
 
-        gain = _CoverageGain(q_terms, q_mass, [toks & q_terms.keys() for toks in unit_tokens])
-        picked = self._select(question, units, scores, best, gain)
+    def _answer_parts(
+        self,
+        parts: Sequence[tuple[str, Sequence[float]]],
+        pool: _Pool,
+        used: list[Passage],
+        lexical: LexicalIndex,
+        picked: list[int],
+    ) -> list[str]:
+        """Add to ``picked`` the unit that best answers each part of a many-part question;
+        the parts naming things no passage used mentions are returned (uncovered) instead."""
         uncovered: list[str] = []
         used_tokens = set().union(*(set(tokenize(p.chunk.embed_text)) for p in used))
-        for part, part_vector in parts:  # each part of a many-part question gets its answer
-            p_terms = {t: lexical.idf(t) for t in set(tokenize(part))}
-            p_mass = sum(p_terms.values()) or 1.0
-            p_cos = vectors @ np.asarray(part_vector, dtype=np.float32)
-            p_scores = [
-                wc * float(c) + wl * _covered(p_terms, p_mass, toks) + wp * prior[u.passage]
-                for u, c, toks in zip(units, p_cos, unit_tokens, strict=True)
-            ]
-            top = int(np.argmax(p_scores))
+        for part, part_vector in parts:
+            p_terms, p_mass = _weighted_terms(part, lexical)
+            p_cos = pool.vectors @ np.asarray(part_vector, dtype=np.float32)
+            top = int(np.argmax(self._scores(pool, p_cos, p_terms, p_mass)))
             named = specific_terms(part)
             if named and not any(t in used_tokens for t in named):
                 uncovered.append(part)  # it names things no passage found mentions
             elif top not in picked:
                 picked.append(top)
-        chosen = self._dedupe(picked, vectors)
-        said = " ".join(units[i].text for i in chosen)
-        cited = set().union(
-            *(set(tokenize(used[units[i].passage].chunk.embed_text)) for i in chosen)
-        )
-        features.update(_evidence_features(asked, q_terms, q_mass, evidence, cited))
-        features["answer_coverage"] = _coverage(q_terms, q_mass, said)
-        features["answer_type"] = float(_answer_type_ok(question, said))
-        context = " ".join(p.chunk.text for p in used)
-        features["numbers_found"] = float(all(n in context for n in _NUMBER.findall(question)))
-        draft = self._compose(chosen, units, used, features)
-        return replace(draft, uncovered=uncovered) if uncovered else draft
+        return uncovered
 
     def _select(
         self,
@@ -340,6 +347,47 @@ def passage_units(index: int, passage: Passage) -> list[Unit]:
             units.append(Unit(index, len(units), text, number, unit_id(chunk.chunk_id, j)))
         lists += seen
     return units
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """The units of the passages used, with what scoring them needs (worked out once)."""
+
+    units: list[Unit]
+    vectors: np.ndarray[Any, Any]
+    tokens: list[set[str]]
+    prior: list[float]  # by passage: how it ranked
+
+
+def _weighted_terms(text: str, lexical: LexicalIndex) -> tuple[dict[str, float], float]:
+    """The words of ``text`` with their IDF weights, and the weights' sum (1 when none)."""
+    terms = {t: lexical.idf(t) for t in set(tokenize(text))}
+    return terms, sum(terms.values()) or 1.0
+
+
+def _no_evidence(evidence: Sequence[Passage]) -> dict[str, float]:
+    """The features before any unit is scored: only the best passage's dense score is known."""
+    return {
+        "top_dense": max((p.dense or 0.0 for p in evidence), default=0.0),
+        "best_unit_cos": 0.0,
+        "top_coverage": 0.0,
+        "answer_coverage": 0.0,
+        "answer_type": 0.0,
+        "numbers_found": 0.0,
+    }
+
+
+def _answer_features(
+    question: str, q_terms: dict[str, float], q_mass: float, said: str, used: Sequence[Passage]
+) -> dict[str, float]:
+    """How much of the question the answer ``said`` covers, whether it is the kind of answer
+    asked for (a quantity, a date), and whether the question's numbers are in the passages."""
+    context = " ".join(p.chunk.text for p in used)
+    return {
+        "answer_coverage": _coverage(q_terms, q_mass, said),
+        "answer_type": float(_answer_type_ok(question, said)),
+        "numbers_found": float(all(n in context for n in _NUMBER.findall(question))),
+    }
 
 
 def _evidence_features(
