@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -64,40 +65,78 @@ def hybrid_search(
     source of candidates changed no evaluation figure, with or without 10k distractor chunks,
     and cost a second vector query per question: it was dropped.)
     """
-    n = max(k, candidates)
-    dense = snapshot.store.query(query_vector, n)
-    lexical = snapshot.lexical.search(query, n)
-
-    chunks: dict[str, Chunk] = {c.chunk_id: c for c, _ in dense}
-    dense_score = {c.chunk_id: s for c, s in dense}
-    lex_score = dict(lexical)
-
     q = np.asarray(query_vector, dtype=np.float32)
-    # candidates found only by BM25: their text and vector in one fetch
-    missing = [cid for cid in lex_score if cid not in chunks]
-    for c, vec in snapshot.store.get_with_embeddings(missing):
-        chunks[c.chunk_id] = c
-        if vec is not None:
-            dense_score[c.chunk_id] = float(vec @ q)
-    # every candidate's sentences, by id (the ids follow from the text: no filter scan)
-    unit_ids = [
-        unit_id(cid, j) for cid, c in chunks.items() for j in range(len(split_units(c.text)))
-    ]
-    unit_score: dict[str, float] = {}
-    fetched = snapshot.units.embeddings(unit_ids)
+    chunks, scores = _candidates(snapshot, query, query_vector, max(k, candidates))
+    fetched = _sentence_vectors(snapshot, chunks)
     if sentence_vectors is not None:
         sentence_vectors.update(fetched)
     for uid, vec in fetched.items():
         cid = chunk_of_unit(uid)
-        unit_score[cid] = max(float(vec @ q), unit_score.get(cid, -1.0))
-
-    best_lex = max(lex_score.values(), default=0.0) or 1.0
-    fused = {
-        cid: (dense_score.get(cid, 0.0) + unit_score.get(cid, dense_score.get(cid, 0.0))) / 2
-        + LEXICAL_WEIGHT * lex_score.get(cid, 0.0) / best_lex
-        for cid in chunks
-    }
+        scores.sentence[cid] = max(float(vec @ q), scores.sentence.get(cid, -1.0))
+    fused = scores.fused(chunks)
     ranked = sorted(fused, key=lambda cid: (-fused[cid], cid))
+    return _passages(snapshot, chunks, ranked, fused, scores, k)
+
+
+@dataclass
+class _Scores:
+    """Each candidate's scores by chunk id: cosine to the question, BM25, best sentence cosine."""
+
+    dense: dict[str, float]
+    lexical: dict[str, float]
+    sentence: dict[str, float] = field(default_factory=dict)
+
+    def fused(self, chunks: dict[str, Chunk]) -> dict[str, float]:
+        """The mean of the passage's and its best sentence's cosines (the passage's own when
+        its sentences have no vectors), plus the BM25 score relative to the best, weighted."""
+        best_lex = max(self.lexical.values(), default=0.0) or 1.0
+        return {
+            cid: (self.dense.get(cid, 0.0) + self.sentence.get(cid, self.dense.get(cid, 0.0))) / 2
+            + LEXICAL_WEIGHT * self.lexical.get(cid, 0.0) / best_lex
+            for cid in chunks
+        }
+
+
+def _candidates(
+    snapshot: IndexSnapshot, query: str, query_vector: Sequence[float], n: int
+) -> tuple[dict[str, Chunk], _Scores]:
+    """The ``n`` nearest chunks and the ``n`` best by BM25, by id, with their scores; those
+    found only by BM25 get their cosine from their stored vector (text and vector in one
+    fetch)."""
+    dense = snapshot.store.query(query_vector, n)
+    lexical = snapshot.lexical.search(query, n)
+    chunks: dict[str, Chunk] = {c.chunk_id: c for c, _ in dense}
+    scores = _Scores({c.chunk_id: s for c, s in dense}, dict(lexical))
+    q = np.asarray(query_vector, dtype=np.float32)
+    missing = [cid for cid in scores.lexical if cid not in chunks]
+    for c, vec in snapshot.store.get_with_embeddings(missing):
+        chunks[c.chunk_id] = c
+        if vec is not None:
+            scores.dense[c.chunk_id] = float(vec @ q)
+    return chunks, scores
+
+
+def _sentence_vectors(
+    snapshot: IndexSnapshot, chunks: dict[str, Chunk]
+) -> dict[str, np.ndarray[Any, Any]]:
+    """The stored vectors of every candidate's sentences, by unit id (the ids follow from the
+    text: no filter scan)."""
+    unit_ids = [
+        unit_id(cid, j) for cid, c in chunks.items() for j in range(len(split_units(c.text)))
+    ]
+    return snapshot.units.embeddings(unit_ids)
+
+
+def _passages(
+    snapshot: IndexSnapshot,
+    chunks: dict[str, Chunk],
+    ranked: list[str],
+    fused: dict[str, float],
+    scores: _Scores,
+    k: int,
+) -> list[Passage]:
+    """The first ``k`` ranked chunks, each widened to its window of neighbours; a chunk
+    already inside a better-ranked passage's window is skipped."""
     passages: list[Passage] = []
     taken: set[str] = set()
     windows = _Windows(snapshot, ranked[: 4 * k])
@@ -113,9 +152,9 @@ def hybrid_search(
                 chunk=_joined(chunks[cid], members),
                 score=fused[cid],
                 rank=len(passages) + 1,
-                dense=dense_score.get(cid),
-                lexical=lex_score.get(cid),
-                sentence=unit_score.get(cid),
+                dense=scores.dense.get(cid),
+                lexical=scores.lexical.get(cid),
+                sentence=scores.sentence.get(cid),
                 members=tuple(members) if len(members) > 1 else (),
             )
         )

@@ -38,7 +38,6 @@ STILL_TOO_LONG = {
     "assistant/ingest/corpus.py ingest": 65,
     "assistant/ingest/corpus.py normalise_plain_text": 79,
     "assistant/pipeline.py Assistant.ask_stream": 69,
-    "assistant/retrieval.py hybrid_search": 78,
     "bench/backends.py main": 80,
     "bench/run.py": 1152,
     "bench/run.py render": 150,
