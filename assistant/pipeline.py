@@ -201,57 +201,68 @@ class Assistant:
         query = clean_question(question, self.max_question_chars)
         condensed = gen.condense(query, history, contextual_question(query, history))
         tc = time.perf_counter()
-        ev = self._evidence(query, history, condensed=condensed)
-        passages, draft, t1, confidence = ev.passages, ev.draft, ev.retrieved, ev.confidence
-        search_query = ev.search_query
-
-        def answer(text: str, citations: list[Citation], notices: list[str], mode: str) -> Answer:
-            t2 = time.perf_counter()
-            self._log_outcome(query, not citations, t2 - t0, mode)
-            timings = {"condense": (tc - t0) * 1000, **stage_timings(tc, t1, t2)}
-            timings["total"] = (t2 - t0) * 1000
-            return Answer(
-                question=query, answer=text, refused=not citations, citations=citations,
-                passages=passages, notices=notices, timings_ms=timings, mode=mode,
-                search_query=search_query, confidence=confidence,
-            )  # fmt: skip
-
-        def fallback(why: str) -> Answer:
-            notices = [*_age_notices(draft.citations), f"Note: {why}, so this answer quotes the "
-                       "guidance directly."]  # fmt: skip
-            text = "\n\n".join([draft.text, *notices])
-            return answer(text, draft.citations, notices, "extractive-fallback")
-
-        if not draft.citations or confidence < self.calibration_for(ev.snapshot).threshold:
-            yield answer(DECLINE_TEXT, [], [], "generative")
+        asked = _Streamed(query, t0, tc, self._evidence(query, history, condensed=condensed))
+        ev = asked.evidence
+        if not ev.draft.citations or ev.confidence < self.calibration_for(ev.snapshot).threshold:
+            yield self._streamed(asked, DECLINE_TEXT, [], [], "generative")
             return
-        given = passages[: gen.max_passages]
+        given = ev.passages[: gen.max_passages]
         pieces: list[str] = []
         try:
-            for piece in gen.stream(answer_messages(search_query, given)):
+            for piece in gen.stream(answer_messages(ev.search_query, given)):
                 pieces.append(piece)
                 yield piece
         except LLMError as err:
             log.warning("generating the answer failed: %s", err)
-            yield fallback(str(err))
+            yield self._fallback(asked, str(err))
             return
+        yield self._verified(asked, gen, "".join(pieces), given)
+
+    def _streamed(
+        self, asked: _Streamed, text: str, citations: list[Citation], notices: list[str], mode: str
+    ) -> Answer:
+        """The final answer to a streamed question (declined when nothing is cited)."""
+        t0, tc, ev = asked.started, asked.condensed, asked.evidence
+        t2 = time.perf_counter()
+        self._log_outcome(asked.query, not citations, t2 - t0, mode)
+        timings = {"condense": (tc - t0) * 1000, **stage_timings(tc, ev.retrieved, t2)}
+        timings["total"] = (t2 - t0) * 1000
+        return Answer(
+            question=asked.query, answer=text, refused=not citations, citations=citations,
+            passages=ev.passages, notices=notices, timings_ms=timings, mode=mode,
+            search_query=ev.search_query, confidence=ev.confidence,
+        )  # fmt: skip
+
+    def _fallback(self, asked: _Streamed, why: str) -> Answer:
+        """The extractive answer in place of the model's, with a note saying ``why``."""
+        draft = asked.evidence.draft
+        notices = [*_age_notices(draft.citations), f"Note: {why}, so this answer quotes the "
+                   "guidance directly."]  # fmt: skip
+        text = "\n\n".join([draft.text, *notices])
+        return self._streamed(asked, text, draft.citations, notices, "extractive-fallback")
+
+    def _verified(
+        self, asked: _Streamed, gen: GenerativeAnswerer, reply: str, given: list[Passage]
+    ) -> Answer:
+        """The model's ``reply`` with only what the ``given`` passages support, or the
+        extractive answer when none of it is; declined when the model declined."""
         verified = gen.verify(
-            "".join(pieces), given, search_query, stored=self.index.get().units.embeddings
+            reply, given, asked.evidence.search_query, stored=self.index.get().units.embeddings
         )
         if verified.declined:
-            yield answer(DECLINE_TEXT, [], [], "generative")
-            return
+            return self._streamed(asked, DECLINE_TEXT, [], [], "generative")
         if not verified.citations:
-            yield fallback("no sentence of the generated answer could be verified in the passages")
-            return
+            return self._fallback(
+                asked, "no sentence of the generated answer could be verified in the passages"
+            )
         notices = _age_notices(verified.citations)
         if verified.removed:
             notices.append(
                 f"Note: {len(verified.removed)} sentence(s) of the generated answer were left "
                 "out because the passages they cite do not support them."
             )
-        yield answer("\n\n".join([verified.text, *notices]), verified.citations, notices,
-                     "generative")  # fmt: skip
+        text = "\n\n".join([verified.text, *notices])
+        return self._streamed(asked, text, verified.citations, notices, "generative")
 
     def features(self, question: str, history: Sequence[Turn] = ()) -> dict[str, float]:
         """The evidence features the decision to decline reads (for calibration): relative to
@@ -448,6 +459,16 @@ class _Evidence:
         passage a follow-up is about, not lend a previous topic's evidence to another one."""
         mine, theirs = self.draft.features, alone.draft.features
         return all(mine.get(f, 0.0) >= theirs.get(f, 0.0) for f in _OWN_EVIDENCE)
+
+
+@dataclass(frozen=True)
+class _Streamed:
+    """A question being answered by the chat model, and when its stages ended."""
+
+    query: str
+    started: float  # perf_counter readings
+    condensed: float
+    evidence: _Evidence
 
 
 def stage_timings(start: float, retrieved: float, answered: float) -> dict[str, float]:

@@ -37,7 +37,6 @@ STILL_TOO_LONG = {
     "assistant/ingest/corpus.py load_manifest": 71,
     "assistant/ingest/corpus.py ingest": 65,
     "assistant/ingest/corpus.py normalise_plain_text": 79,
-    "assistant/pipeline.py Assistant.ask_stream": 69,
     "bench/backends.py main": 80,
     "bench/run.py": 1152,
     "bench/run.py render": 150,
