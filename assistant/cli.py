@@ -66,22 +66,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ix = sub.add_parser("index", parents=[common], help="build or update the index")
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A subcommand's parser, with the options every subcommand has."""
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    for command in (_index_command, _search_commands, _calibrate_command, _eval_command):
+        command(add)
+    return p
+
+
+def _index_command(add: Callable[..., argparse.ArgumentParser]) -> None:
+    ix = add("index", help="build or update the index")
     ix.add_argument("--rebuild", action="store_true", help="re-embed everything from scratch")
 
+
+def _search_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """``search`` and ``ask``: the same question options; ``ask`` may use a chat model."""
     for name, what in (("search", "ranked passages"), ("ask", "a cited answer")):
-        sp = sub.add_parser(name, parents=[common], help=f"{what} for a question")
+        sp = add(name, help=f"{what} for a question")
         sp.add_argument("question", help="the question, or - to read one question per line")
         sp.add_argument("-k", type=int, help="passages to retrieve (ASSISTANT_TOP_K)")
         sp.add_argument("--json", action="store_true", help="print JSON (JSON lines for -)")
-    sub.choices["ask"].add_argument(
-        "--llm", metavar="MODEL",
-        help="answer with a chat model: local, or a LangChain provider string such as "
-        "openai:gpt-4o-mini (ASSISTANT_LLM)",
-    )  # fmt: skip
+        if name == "ask":
+            sp.add_argument(
+                "--llm", metavar="MODEL",
+                help="answer with a chat model: local, or a LangChain provider string such as "
+                "openai:gpt-4o-mini (ASSISTANT_LLM)",
+            )  # fmt: skip
 
-    cal = sub.add_parser(
-        "calibrate", parents=[common],
+
+def _calibrate_command(add: Callable[..., argparse.ArgumentParser]) -> None:
+    cal = add(
+        "calibrate",
         help="fit the decision to answer or decline (for your own documents: --corpus DIR)",
         description="With --corpus DIR: index DIR into the index folder (if needed) and fit the "
         "decision to decline for those documents without hand-written cases (probe questions "
@@ -96,8 +112,10 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the packaged calibration (default: the one the package ships)",
     )  # fmt: skip
 
-    ev = sub.add_parser(
-        "eval", parents=[common], help="evaluate the assistant and baselines on the case sets",
+
+def _eval_command(add: Callable[..., argparse.ArgumentParser]) -> None:
+    ev = add(
+        "eval", help="evaluate the assistant and baselines on the case sets",
         description="Run the assistant and two baselines (the LangChain tutorial pipeline, BM25 "
         "alone) on known-answer sets, offline: retrieval, key facts, citations, declining, "
         "conversations, latency. By default every set of eval/sets.toml, each against an index "
@@ -135,7 +153,6 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--gate", type=Path, metavar="FILE",
                     help="exit 7 when a set's metrics fall below its floors in FILE (e.g. "
                     "eval/thresholds.toml); the report shows the gap to each target")  # fmt: skip
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
