@@ -264,33 +264,54 @@ def run_suite(
                 stack.callback(base.close)
             else:
                 base = runner.assistant(spec.corpus)
-            mode = calibration or ("index" if spec.brought else "loco")
-            if fixed is not None:
-                cal, note = fixed, f"declining decided by the calibration file {calibration}"
-            elif mode == "loco":
-                fitted = leave_one_corpus_out(spec, known, runner.rows, runner.probes)
-                if fitted is None:
-                    raise InputError(
-                        f"set {spec.name}: no other corpus's set to fit the decision to decline "
-                        "on (leave one corpus out); use --calibration index"
-                    )
-                cal = fitted
-                note = f"declining decided by a calibration fitted on {cal.fitted_on}"
-            else:
-                cal = base.calibration_for(base.index.get())
-                note = f"declining decided by the assistant's own calibration ({cal.fitted_on})"
-            assistant = base if mode == "index" and fixed is None else base.with_calibration(cal)
+            assistant, note = _deciding(spec, base, calibration, fixed, known, runner)
             extra: list[System] = []
             if model is not None:
                 generative = assistant.with_llm(model, llm_timeout=llm_settings.llm_timeout)
                 extra.append(assistant_system(generative, name="assistant-llm"))
-
-            def step(name: str, done: int, total: int, where: str = spec.name) -> None:
-                if progress is not None:
-                    progress(f"{where}: {name}", done, total)
-
             cases = spec.load()
             run = runner.run(spec, cases, assistant, k=k, baselines=baselines, extra=extra,
-                             notes=[note], progress=step)  # fmt: skip
+                             notes=[note], progress=_set_progress(progress, spec.name))  # fmt: skip
             suite.runs.append((spec, run))
     return suite
+
+
+def _deciding(
+    spec: SetSpec,
+    base: Assistant,
+    calibration: str | None,
+    fixed: Calibration | None,
+    known: Sequence[SetSpec],
+    runner: SetRunner,
+) -> tuple[Assistant, str]:
+    """The assistant to evaluate ``spec`` with, deciding to decline by the calibration file
+    (``fixed``), one fitted on the other corpora's sets (loco) or its own (index); and the
+    report's note saying which."""
+    mode = calibration or ("index" if spec.brought else "loco")
+    if fixed is not None:
+        cal, note = fixed, f"declining decided by the calibration file {calibration}"
+    elif mode == "loco":
+        fitted = leave_one_corpus_out(spec, known, runner.rows, runner.probes)
+        if fitted is None:
+            raise InputError(
+                f"set {spec.name}: no other corpus's set to fit the decision to decline "
+                "on (leave one corpus out); use --calibration index"
+            )
+        cal = fitted
+        note = f"declining decided by a calibration fitted on {cal.fitted_on}"
+    else:
+        cal = base.calibration_for(base.index.get())
+        note = f"declining decided by the assistant's own calibration ({cal.fitted_on})"
+    return (base if mode == "index" and fixed is None else base.with_calibration(cal)), note
+
+
+def _set_progress(
+    progress: Callable[[str, int, int], None] | None, where: str
+) -> Callable[[str, int, int], None]:
+    """``progress`` for one set's steps, each named after the set."""
+
+    def step(name: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(f"{where}: {name}", done, total)
+
+    return step

@@ -29,7 +29,6 @@ def _sources() -> list[Path]:
 #: what is still over the limits (issue 16, not finished): each may shrink, none may grow, and
 #: one brought within the limits must leave this list; nothing new may join it
 STILL_TOO_LONG = {
-    "assistant/evaluation/suite.py run_suite": 72,
     "assistant/index/build.py": 559,
     "assistant/index/build.py build_index": 104,
     "assistant/ingest/corpus.py": 979,
