@@ -1,7 +1,8 @@
 """The index stage: chunks and their vectors in Chroma, sentence vectors and BM25 beside them.
 
-:mod:`~assistant.index.build` writes a build aside and switches to it; :mod:`~assistant.index.snapshot`
-opens the serving build for queries; :mod:`~assistant.index.layout` is the folder on disk;
+:mod:`~assistant.index.build` writes a build aside and switches to it (resuming an interrupted one
+with :mod:`~assistant.index.resume`); :mod:`~assistant.index.snapshot` opens the serving build for
+queries; :mod:`~assistant.index.layout` is the folder on disk;
 :mod:`~assistant.index.chroma`, :mod:`~assistant.index.sentences` and
 :mod:`~assistant.index.lexical` are the three stores a build holds.
 """

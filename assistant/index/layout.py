@@ -71,7 +71,6 @@ def collection_names(build_id: str, server: ChromaServer | None) -> tuple[str, s
     return f"{COLLECTION}-{build_id}", f"{UNITS_COLLECTION}-{build_id}"
 
 
-
 def read_current(index_dir: Path) -> str | None:
     try:
         raw = json.loads((index_dir / "CURRENT").read_text(encoding="utf-8"))
@@ -84,7 +83,6 @@ def read_current(index_dir: Path) -> str | None:
         ) from err
     build = raw.get("build") if isinstance(raw, dict) else None
     return str(build) if build else None
-
 
 
 def write_atomic(path: Path, text: str) -> None:
