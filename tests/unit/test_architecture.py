@@ -42,11 +42,6 @@ STILL_TOO_LONG = {
     "assistant/retrieval.py hybrid_search": 78,
     "assistant/serve/ui.py build_ui": 100,
     "assistant/serve/web.py create_app": 142,
-    "bench/backends.py main": 80,
-    "bench/run.py": 1152,
-    "bench/run.py render": 150,
-    "bench/run.py _target_rows": 74,
-    "bench/run.py main": 84,
 }
 
 
