@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from servers import REPO, free_port, running_app, static_site
+from servers import running_app
 
 from assistant.index import build_index
+from devtools.servers import REPO, free_port, static_site
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

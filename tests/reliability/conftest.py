@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from rel_helpers import Tally
-from servers import REPO, running_app
+from servers import running_app
+
+from devtools.servers import REPO
 
 REPORT = REPO / "test-reports" / "reliability.json"
 

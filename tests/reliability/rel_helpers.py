@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from servers import REPO
-
 from assistant.answer.calibration import Calibration
 from assistant.index import IndexHandle
 from assistant.pipeline import Assistant
+from devtools.servers import REPO
 
 if TYPE_CHECKING:
     from assistant.embeddings import SentenceTransformerEmbedder

@@ -3,16 +3,15 @@ verdicts against issue 15's targets."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from assistant.evaluation.cases import load_cases
+from bench.measure import distractor_answers
+from bench.targets import quality_target_rows
 
-from assistant.evaluation.cases import load_cases  # noqa: E402
-from bench.run import _quality_target_rows, distractor_answers  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_listed_case_is_an_unanswerable_case_of_the_guidance_set() -> None:
@@ -49,7 +48,7 @@ def test_quality_targets_are_judged_in_their_direction() -> None:
         "10k": {"status": "measured", "quality": quality},
         "100k": {"status": "skipped"},
     }
-    verdicts = {row[0]: row[2] for row in _quality_target_rows(sizes)}
+    verdicts = {row[0]: row[2] for row in quality_target_rows(sizes)}
     assert verdicts == {
         "hit@1 ≥ 0.85 at 10k": "met",
         "hit@5 ≥ 0.97 at 10k": "**missed**",
