@@ -47,7 +47,7 @@ test: install-dev chromium ## run the whole test suite, then the evaluation gate
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --junitxml=test-reports/junit.xml
 	HF_HUB_OFFLINE=1 $(BIN)/assistant eval --gate eval/thresholds.toml --report test-reports/eval
 
-LINTED := assistant tests bench app.py
+LINTED := assistant tests bench devtools app.py
 
 lint: install-dev ## ruff, mypy and the import rules of docs/architecture.md
 	$(BIN)/ruff check $(LINTED)

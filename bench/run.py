@@ -33,6 +33,7 @@ projected to take longer is skipped, with the projection reported; ``0``: no lim
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -178,7 +179,14 @@ def rerender() -> int:
 
 
 def main() -> int:
-    if sys.argv[1:] == ["--render"]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Scale benchmarks (sizes from BENCH_SIZES) written to docs/benchmarks.md.",
+    )
+    parser.add_argument(
+        "--render", action="store_true", help="rewrite docs/benchmarks.md, measuring nothing"
+    )
+    if parser.parse_args().render:
         return rerender()
     from assistant.cli import prepare_runtime
 
