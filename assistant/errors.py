@@ -5,6 +5,7 @@
     AssistantError                 base class; the shells catch this one
     ├── ConfigError                a setting is missing, malformed or contradicts another
     ├── InputError                 a question or request the assistant cannot take (empty, too long)
+    │   └── PersonalDataError      it holds personal data (an NHS number, an email…): not taken
     ├── CorpusError                the corpus folder cannot be read at all (missing, not a folder)
     ├── IndexError_                the index cannot be used
     │   ├── IndexNotBuiltError     no index yet: tells how to build one
@@ -42,6 +43,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotAuthorisedError",
     "OriginRefusedError",
+    "PersonalDataError",
     "RateLimitedError",
     "StoreUnavailableError",
 ]
@@ -122,3 +124,22 @@ class BusyError(AccessError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+# -- pii: the personal-data guard (assistant/privacy.py) ---------------------------------------
+
+
+class PersonalDataError(InputError):
+    """A question or feedback holding personal data, refused before anything stores or logs
+    it. ``kinds`` names what was found ("NHS number", "email address"), never the values."""
+
+    reason = "personal_data"
+
+    def __init__(self, kinds: list[str], what: str = "question") -> None:
+        self.kinds = list(kinds)
+        found = " and ".join([", ".join(self.kinds[:-1]), self.kinds[-1]] if kinds[1:] else kinds)
+        done = "answered. Please rephrase it" if what == "question" else "stored. Please send it"
+        super().__init__(
+            f"Your {what} seems to contain personal data ({found}), so it was not {done} "
+            "without anyone's personal details: the guidance does not need them."
+        )

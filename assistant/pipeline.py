@@ -32,6 +32,7 @@ from assistant.index import (
     build_index,
 )
 from assistant.index.chroma import ChromaServer
+from assistant.privacy import screen_turns
 from assistant.retrieval import HybridRetriever, SnapshotSource, hybrid_search
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.settings import Settings
@@ -39,12 +40,7 @@ from assistant.settings import Settings
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-__all__ = [
-    "DECLINE_TEXT",
-    "Assistant",
-    "chroma_server",
-    "stage_timings",
-]
+__all__ = ["DECLINE_TEXT", "Assistant", "chroma_server", "stage_timings"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +64,7 @@ class Assistant:
         llm: BaseChatModel | None = None,
         llm_timeout: float = 60.0,
         build_calibration: bool = False,
+        pii_check: str = "block",
     ) -> None:
         self.index = index
         #: a calibration stored with the serving build (``assistant calibrate --corpus``), when
@@ -79,6 +76,7 @@ class Assistant:
         self.top_k = top_k
         self.max_question_chars = max_question_chars
         self.log_questions = log_questions
+        self.pii_check = pii_check  # the personal-data guard: block, redact or off
         self.retriever = HybridRetriever(index=index, embedder=embedder, k=top_k)
         self.answerer = ExtractiveAnswerer(embedder)
         #: writes answers with a chat model when one is configured (None: extractive answers)
@@ -108,6 +106,7 @@ class Assistant:
             llm=chat_model(settings),
             llm_timeout=settings.llm_timeout,
             build_calibration=settings.calibration_file is None,
+            pii_check=settings.pii_check,
         )
 
     def with_llm(self, llm: BaseChatModel | None, llm_timeout: float = 60.0) -> Assistant:
@@ -115,7 +114,7 @@ class Assistant:
         return Assistant(
             self.index, self.embedder, calibration=self.calibration, top_k=self.top_k,
             max_question_chars=self.max_question_chars, log_questions=self.log_questions,
-            llm=llm, llm_timeout=llm_timeout,
+            llm=llm, llm_timeout=llm_timeout, pii_check=self.pii_check,
         )  # fmt: skip
 
     def with_calibration(self, calibration: Calibration) -> Assistant:
@@ -136,6 +135,7 @@ class Assistant:
 
     def search(self, question: str, k: int | None = None) -> list[Passage]:
         query = clean_question(question, self.max_question_chars)
+        query = screen_turns(query, (), self.pii_check)[0]  # personal data: refused or masked
         return self.retriever.search(query, k or self.top_k)
 
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
@@ -145,6 +145,7 @@ class Assistant:
                     return item
         t0 = time.perf_counter()
         query = clean_question(question, self.max_question_chars)
+        query, history = screen_turns(query, history, self.pii_check)  # before any log or search
         ev = self._evidence(query, history)
         passages, draft, t1, confidence = ev.passages, ev.draft, ev.retrieved, ev.confidence
         search_query = ev.search_query
@@ -199,6 +200,7 @@ class Assistant:
             return
         t0 = time.perf_counter()
         query = clean_question(question, self.max_question_chars)
+        query, history = screen_turns(query, history, self.pii_check)  # before any log or search
         condensed = gen.condense(query, history, contextual_question(query, history))
         tc = time.perf_counter()
         asked = _Streamed(query, t0, tc, self._evidence(query, history, condensed=condensed))

@@ -82,6 +82,12 @@ class Settings:
     chroma_host: str = ""
     chroma_port: int = 8000
 
+    # -- pii: the personal-data guard (assistant/privacy.py) --
+    #: a question or feedback holding personal data (an NHS number, an email…): "block" refuses
+    #: it (HTTP 400), "redact" masks it ("[NHS number]") then answers and stores it, "off" lets
+    #: it through
+    pii_check: str = "block"
+
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ConfigError(f"ASSISTANT_TOP_K must be at least 1, not {self.top_k}")
@@ -128,6 +134,11 @@ class Settings:
                     f"ASSISTANT_CORS_ORIGINS: {origin!r} is not an origin like "
                     "https://intranet.example.org or http://127.0.0.1:8080 (no path, no slash)"
                 )
+        # -- pii --
+        if self.pii_check not in ("block", "redact", "off"):
+            raise ConfigError(
+                f"ASSISTANT_PII_CHECK must be block, redact or off, not {self.pii_check!r}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -16,8 +16,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from assistant.conversation import clean_question
-from assistant.errors import AssistantError, IndexError_, InputError
+from assistant.errors import AssistantError, IndexError_, InputError, PersonalDataError
 from assistant.pipeline import Assistant
+from assistant.privacy import screen_turns
 from assistant.schema import Answer, Turn, passage_json
 from assistant.serve.access import AnswerQueue
 from assistant.serve.deps import (
@@ -38,6 +39,7 @@ __all__ = [
     "FeedbackIn",
     "SearchIn",
     "TurnIn",
+    "error_body",
     "router",
     "status_for",
 ]
@@ -96,6 +98,14 @@ def status_for(err: AssistantError) -> int:
     return 500
 
 
+def error_body(err: AssistantError) -> dict[str, Any]:
+    """``{"error"}``, and for personal data ``"reason": "personal_data"`` and the ``"kinds"``
+    found (never the values)."""
+    if isinstance(err, PersonalDataError):
+        return {"error": str(err), "reason": err.reason, "kinds": err.kinds}
+    return {"error": str(err)}
+
+
 def _turns(history: list[TurnIn]) -> list[Turn]:
     return [Turn(t.role, t.content) for t in history]
 
@@ -133,7 +143,7 @@ def _ndjson_events(
                 event = {"type": "delta", "text": item}
             yield (json.dumps(event, ensure_ascii=False) + "\n").encode()
     except AssistantError as err:
-        error = {"type": "error", "error": str(err), "status": status_for(err)}
+        error = {"type": "error", **error_body(err), "status": status_for(err)}
         yield (json.dumps(error) + "\n").encode()
     finally:
         queue.release()
@@ -145,7 +155,8 @@ def ask_stream(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> Streami
     while a chat model writes, then ``{"type": "answer", "answer": {...}}`` (as /api/ask),
     or ``{"type": "error", "error", "status"}``."""
     turns = _turns(body.history)
-    clean_question(body.question, assistant.max_question_chars)  # bad question → 400 now
+    question = clean_question(body.question, assistant.max_question_chars)  # bad: 400 now
+    screen_turns(question, turns, assistant.pii_check)  # personal data: 400 now, not streamed
     queue.acquire()  # busy → 503 before the stream starts
     lines = _ndjson_events(assistant, body.question, turns, queue)
     return StreamingResponse(lines, media_type="application/x-ndjson")

@@ -52,7 +52,7 @@ class ServerState:
         """The state for ``settings``; without ``assistant``, one is made from them when needed."""
         return cls(
             settings=settings,
-            feedback=FeedbackStore(settings.data_dir),
+            feedback=FeedbackStore(settings.data_dir, settings.pii_check),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             queue=AnswerQueue(settings.max_concurrent, settings.queue_timeout),
             allowed_origins=frozenset(settings.cors_origins),

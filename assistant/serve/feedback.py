@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from assistant.errors import InputError
+from assistant.privacy import redact, screen, screen_turns
 from assistant.schema import Turn
 
 __all__ = ["FEEDBACK_FILE", "MAX_COMMENT_CHARS", "FeedbackStore"]
@@ -39,8 +40,10 @@ CREATE TABLE IF NOT EXISTS feedback (
 class FeedbackStore:
     """Adds ratings and comments; one connection per call, so any thread may use it."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, pii_check: str = "block") -> None:
         self.path = data_dir / FEEDBACK_FILE
+        #: the personal-data guard (ASSISTANT_PII_CHECK): block, redact or off
+        self.pii_check = pii_check
         self._lock = threading.Lock()
         self._ready = False
 
@@ -70,6 +73,9 @@ class FeedbackStore:
         """Store one rating (1 helpful, -1 unhelpful); returns the row id."""
         if rating not in (1, -1):
             raise InputError(f"a rating is 1 (helpful) or -1 (unhelpful), not {rating!r}")
+        question, history = screen_turns(question, history, self.pii_check, "feedback")
+        comment = screen([comment], self.pii_check, "comment")[0]
+        answer = answer if self.pii_check == "off" else redact(answer)
         turns = json.dumps([{"role": t.role, "content": t.content} for t in history])
         created = datetime.now(UTC).isoformat(timespec="seconds")
         conn = self._connect()
@@ -90,6 +96,7 @@ class FeedbackStore:
 
     def comment(self, row_id: int, comment: str) -> None:
         """Attach (or replace) the comment of a stored rating."""
+        comment = screen([comment], self.pii_check, "comment")[0]
         conn = self._connect()
         try:
             with conn:

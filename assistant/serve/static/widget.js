@@ -554,7 +554,7 @@
         } catch (err) {
           data = null;
         }
-        reply = { error: statusMessage(response.status, data) };
+        reply = { error: statusMessage(response.status, data), reason: data && data.reason };
       } else {
         const self = this;
         const event = await readStream(response, function (text) {
@@ -566,7 +566,7 @@
         if (event && event.type === "answer" && event.answer && typeof event.answer.answer === "string") {
           reply = { data: event.answer };
         } else if (event && event.type === "error") {
-          reply = { error: statusMessage(event.status || 500, event) };
+          reply = { error: statusMessage(event.status || 500, event), reason: event.reason };
         } else {
           reply = { error: "The assistant sent a reply this page could not read." };
         }
@@ -592,6 +592,9 @@
     } else {
       if (reply.unreachable) {
         this.add(renderError("Could not reach the assistant", reply.unreachable), true);
+      } else if (reply.reason === "personal_data") {
+        // pii: the server names the kinds found; the question comes back to be rephrased
+        this.add(renderError("Please remove the personal data", reply.error), true);
       } else {
         this.add(renderError("The assistant could not answer", reply.error), true);
       }
