@@ -280,12 +280,13 @@ def _run_questions(
     text: Callable[[dict[str, Any]], str],
 ) -> int:
     from assistant.pipeline import Assistant
+    from assistant.privacy import redact, screen
 
     batch = args.question == "-"
-    if not batch:  # reject an empty question before loading anything
+    if not batch:  # reject an empty question, or one with personal data, before loading anything
         from assistant.conversation import clean_question
 
-        clean_question(args.question, settings.max_question_chars)
+        screen([clean_question(args.question, settings.max_question_chars)], settings.pii_check)
     assistant = Assistant.from_settings(settings)
     failures = 0
     for question in _questions(args.question, sys.stdin):
@@ -295,7 +296,7 @@ def _run_questions(
             if not batch:
                 raise
             failures += 1
-            result = {"question": question, "error": str(err)}
+            result = {"question": redact(question), "error": str(err)}
         if args.json or batch:
             print(json.dumps(result, ensure_ascii=False), flush=True)
         else:

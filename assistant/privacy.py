@@ -60,7 +60,7 @@ _PHONE = re.compile(
     r"(?<![\w+/.])(?:(?:\+|00)44[ -]?(?:\(0\)[ -]?)?\(?|\(0|0)([127](?:[ -]?\)?[ -]?\d){8,9})"
     r"(?![\d/]|\.\d)"
 )
-_CARD = re.compile(r"(?<![\d.,/-])\d(?:[ -]?\d){12,18}(?![\d.,/-]?\d)")
+_CARD = re.compile(r"(?<![\d.,/-])[1-9](?:[ -]?\d){12,18}(?![\d.,/-]?\d)")
 
 _MONTHS = (
     "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
@@ -213,8 +213,8 @@ _DETECTORS: tuple[Callable[[str], Iterator[Finding]], ...] = (
     _simple(_EMAIL, EMAIL),
     _nhs,
     _simple(_NINO, NI_NUMBER),
-    _cards,
     _phones,
+    _cards,
     _dates_of_birth,
 )
 

@@ -20,8 +20,9 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, PersonalDataError
 from assistant.pipeline import Assistant
+from assistant.privacy import screen
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.serve.feedback import FeedbackStore
 
@@ -258,6 +259,16 @@ class _Handlers:
         except AssistantError as err:
             raise gr.Error(str(err), print_exception=False) from None
 
+    def check(self, message: str) -> dict[str, Any]:
+        """The question box's validator (pii): a question holding personal data, when the guard
+        blocks (``feedback.pii_check``, from the same settings), stays in the box, with what
+        was found and a request to rephrase, and never enters the conversation."""
+        try:
+            screen([message], self.feedback.pii_check)
+        except PersonalDataError as err:
+            return dict(gr.validate(False, str(err)))
+        return dict(gr.validate(True, ""))
+
     def on_like(
         self, history: list[Any], data: gr.LikeData
     ) -> tuple[dict[str, Any], str, int | None, str]:
@@ -331,6 +342,7 @@ def _chat_interface(
         examples=EXAMPLES,
         cache_examples=False,
         fill_height=False,
+        validator=handlers.check,  # pii: personal data stays out of the conversation
     )
 
 

@@ -236,3 +236,48 @@ def test_interrupted_index_says_so_and_the_next_run_resumes(
     _, err = capsys.readouterr()
     assert "(6 embedded, 0 reused, 0 removed)" in err
     assert "(resumed an interrupted build)" in err
+
+
+# -- pii: the personal-data guard ---------------------------------------------------------------
+
+PERSONAL = "Jane Smith, DOB 14/03/1962, NHS number 943 476 5919: who commissions her care?"
+
+
+def test_ask_with_personal_data_is_refused_before_loading_anything(
+    capsys: pytest.CaptureFixture[str], fake_model: list[str]
+) -> None:
+    assert main(["ask", PERSONAL]) == 2
+    out, err = capsys.readouterr()
+    line = error_line(err)
+    assert "date of birth" in line
+    assert "NHS number" in line
+    assert "rephrase" in line
+    assert "943" not in err
+    assert out == ""
+    assert fake_model == []  # refused before the model or the index was opened
+
+
+def test_batch_masks_personal_data_in_what_it_prints(
+    served: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"Who hosts the apple archive?\n{PERSONAL}\n"))
+    assert main(["ask", "-"]) == 2
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert "answer" in rows[0]
+    assert "personal data" in rows[1]["error"]
+    assert "943 476 5919" not in out
+    assert "14/03/1962" not in out
+    assert "[NHS number]" in rows[1]["question"]
+    assert "Traceback" not in err
+
+
+def test_ask_redacts_when_set_so(
+    served: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSISTANT_PII_CHECK", "redact")
+    assert main(["ask", f"Who hosts the apple archive? {PERSONAL}", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    result = json.loads(out)
+    assert "943 476 5919" not in out
+    assert "[NHS number]" in result["question"]

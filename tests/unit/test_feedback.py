@@ -73,3 +73,60 @@ def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
     FeedbackStore(tmp_path).add("q", "a", 1)
     with sqlite3.connect(tmp_path / FEEDBACK_FILE) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# -- pii: feedback is checked before it is stored ------------------------------------------------
+
+PERSONAL = "Jane Smith, DOB 14/03/1962, NHS number 943 476 5919, 07700 900123"
+
+
+@pytest.mark.parametrize("where", ["question", "history", "comment"])
+def test_feedback_with_personal_data_is_refused_and_nothing_stored(
+    tmp_path: Path, where: str
+) -> None:
+    from assistant.errors import PersonalDataError
+
+    store = FeedbackStore(tmp_path)
+    question = PERSONAL if where == "question" else "Who hosts it?"
+    history = [Turn("user", PERSONAL)] if where == "history" else []
+    comment = PERSONAL if where == "comment" else ""
+    with pytest.raises(PersonalDataError) as caught:
+        store.add(question, "A PCT. [1]", 1, history, comment)
+    assert caught.value.kinds == ["date of birth", "NHS number", "phone number"]
+    assert "not stored" in str(caught.value)
+    assert store.rows() == []
+
+
+def test_a_comment_with_personal_data_is_refused(tmp_path: Path) -> None:
+    from assistant.errors import PersonalDataError
+
+    store = FeedbackStore(tmp_path)
+    row = store.add("Who hosts it?", "A PCT. [1]", 1)
+    with pytest.raises(PersonalDataError, match="phone number"):
+        store.comment(row, "call me on 07700 900123")
+    assert store.rows()[0]["comment"] == ""
+
+
+def test_an_answer_quoting_a_contact_address_is_masked_not_refused(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path)
+    store.add("Who do I write to?", "Write to england.contactus@nhs.net [1]", 1)
+    assert store.rows()[0]["answer"] == "Write to [email address] [1]"
+
+
+def test_redact_stores_feedback_masked(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path, pii_check="redact")
+    row = store.add(f"About {PERSONAL}?", "A PCT.", -1, [Turn("user", PERSONAL)], PERSONAL)
+    store.comment(row, f"again: {PERSONAL}")
+    (stored,) = store.rows()
+    text = json.dumps(stored)
+    for value in ("943 476 5919", "14/03/1962", "07700"):
+        assert value not in text
+    assert "[NHS number]" in str(stored["question"])
+    assert "[NHS number]" in str(stored["comment"])
+    assert "[NHS number]" in str(stored["history"])
+
+
+def test_off_stores_feedback_as_given(tmp_path: Path) -> None:
+    store = FeedbackStore(tmp_path, pii_check="off")
+    store.add(PERSONAL, "A PCT.", 1)
+    assert store.rows()[0]["question"] == PERSONAL

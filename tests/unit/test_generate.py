@@ -474,3 +474,20 @@ def test_eval_rejects_a_bad_llm_before_running(
     )
     assert main(["eval", "--set", str(cases), "--llm", "nosuch:model", "--no-baselines"]) == 2
     assert "ASSISTANT_LLM='nosuch:model'" in capsys.readouterr().err
+
+
+# -- pii: personal data never reaches the chat model ---------------------------------------------
+
+
+def test_personal_data_never_reaches_the_chat_model(tiny_assistant: Assistant) -> None:
+    from assistant.errors import PersonalDataError
+
+    question = f"{BUDGET_Q} Asking for Jane Smith, NHS number 943 476 5919."
+    llm = replies(f"{BUDGET_FACT} [1].", f"{BUDGET_FACT} [1].")
+    with pytest.raises(PersonalDataError):
+        list(with_llm(tiny_assistant, llm).ask_stream(question))
+    assert llm.prompts == []  # refused before the model was asked anything
+    tiny_assistant.pii_check = "redact"
+    list(with_llm(tiny_assistant, llm).ask_stream(question))
+    sent = " ".join(str(m.content) for prompt in llm.prompts for m in prompt)
+    assert "943 476 5919" not in sent

@@ -324,3 +324,67 @@ def test_question_text_is_logged_only_when_enabled(
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert ("apple archive" in logged) is enabled
     assert "characters" in logged or enabled
+
+
+# -- pii: the personal-data guard in the one place every shell passes through -------------------
+
+PERSONAL = "Jane Smith, DOB 14/03/1962, NHS number 943 476 5919, jane.smith@example.nhs.uk"
+
+
+def test_a_question_with_personal_data_is_refused_before_anything_is_logged_or_searched(
+    tiny_assistant: Assistant, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.errors import PersonalDataError
+
+    tiny_assistant.log_questions = True
+    searched: list[str] = []
+    monkeypatch.setattr(tiny_assistant, "_evidence", lambda q, *a, **k: searched.append(q))
+    spy = type("Spy", (), {"search": lambda self, q, k: searched.append(q)})()
+    monkeypatch.setattr(tiny_assistant, "retriever", spy)
+    with caplog.at_level(logging.DEBUG):
+        for call in (
+            lambda: tiny_assistant.ask(f"Who hosts the apple archive for {PERSONAL}?"),
+            lambda: list(tiny_assistant.ask_stream(f"{PERSONAL}: who hosts it?")),
+            lambda: tiny_assistant.search(f"apple archive {PERSONAL}"),
+        ):
+            with pytest.raises(PersonalDataError) as caught:
+                call()
+            assert caught.value.kinds == ["date of birth", "NHS number", "email address"]
+            assert "943" not in str(caught.value)
+    assert searched == []
+    assert "943" not in caplog.text
+    assert "jane" not in caplog.text.lower()
+
+
+def test_earlier_turns_with_personal_data_are_refused_too(tiny_assistant: Assistant) -> None:
+    from assistant.errors import PersonalDataError
+
+    history = [Turn("user", f"About {PERSONAL}"), Turn("assistant", "I can't answer that.")]
+    with pytest.raises(PersonalDataError, match="NHS number"):
+        tiny_assistant.ask("Who hosts the apple archive?", history)
+
+
+def test_redact_masks_then_answers(tiny_assistant: Assistant) -> None:
+    tiny_assistant.pii_check = "redact"
+    history = [Turn("user", f"My NHS number is 943 476 5919. {PERSONAL}")]
+    answer = tiny_assistant.ask(f"Who hosts the apple archive? (for {PERSONAL})", history)
+    assert_cited(answer)
+    assert "Lincoln orchard trust" in body(answer)
+    assert "943 476 5919" not in answer.question
+    assert "943" not in answer.search_query
+    assert "[NHS number]" in answer.question
+    passages = tiny_assistant.search(f"apple archive {PERSONAL}")
+    assert passages
+
+
+def test_off_lets_personal_data_through(tiny_assistant: Assistant) -> None:
+    tiny_assistant.pii_check = "off"
+    answer = tiny_assistant.ask(f"Who hosts the apple archive? {PERSONAL}")
+    assert "943 476 5919" in answer.question
+
+
+def test_the_setting_reaches_the_assistant_and_its_twins(tiny_assistant: Assistant) -> None:
+    tiny_assistant.pii_check = "redact"
+    assert tiny_assistant.with_llm(None).pii_check == "redact"
+    assert Assistant(tiny_assistant.index, tiny_assistant.embedder,
+                     calibration=tiny_assistant.calibration).pii_check == "block"  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,25 @@ def test_rated_exchange_finds_the_question_of_an_answer_or_its_sources() -> None
     assert rated_exchange(history, 4) == expected
     assert rated_exchange(history, 0) is None  # a user message is not rated
     assert rated_exchange(history, 9) is None
+
+
+# -- pii: the question box keeps a question with personal data out of the conversation ---------
+
+
+def test_the_question_box_refuses_personal_data_naming_the_kinds(tmp_path: Path) -> None:
+    from assistant.serve.feedback import FeedbackStore
+    from assistant.serve.ui import _Handlers
+
+    def no_assistant() -> Assistant:
+        raise AssertionError("the check needs no assistant")
+
+    handlers = _Handlers(no_assistant, FeedbackStore(tmp_path))
+    refused = handlers.check("Jane Smith, DOB 14/03/1962: who pays for her care?")
+    assert refused["is_valid"] is False
+    assert "date of birth" in refused["message"]
+    assert "rephrase" in refused["message"]
+    assert "1962" not in refused["message"]
+    assert handlers.check("Who commissions GP services?")["is_valid"] is True
+    assert _Handlers(no_assistant, FeedbackStore(tmp_path, "redact")).check(
+        "NHS number 943 476 5919"
+    )["is_valid"]

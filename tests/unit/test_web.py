@@ -211,3 +211,60 @@ def test_a_bad_question_on_the_stream_endpoint_is_a_400(client: TestClient) -> N
     r = client.post("/api/ask/stream", json={"question": "   "})
     assert r.status_code == 400
     assert "empty" in r.json()["error"]
+
+
+# -- pii: personal data is refused with its kinds, never stored ---------------------------------
+
+PERSONAL = (
+    "Jane Smith, DOB 14/03/1962, NHS number 943 476 5919, jane.smith@example.nhs.uk, 07700 900123"
+)
+KINDS = ["date of birth", "NHS number", "email address", "phone number"]
+
+
+def _refused_for_personal_data(r: httpx.Response) -> None:
+    assert r.status_code == 400
+    body = r.json()
+    assert body["reason"] == "personal_data"
+    assert body["kinds"] == KINDS
+    assert "rephrase" in body["error"] or "send it" in body["error"]
+    for value in ("943", "jane.smith", "07700", "14/03"):
+        assert value not in r.text
+
+
+@pytest.mark.parametrize("path", ["/api/ask", "/api/ask/stream", "/api/search"])
+def test_a_question_with_personal_data_is_a_400_naming_the_kinds(
+    client: TestClient, path: str
+) -> None:
+    _refused_for_personal_data(client.post(path, json={"question": f"{PERSONAL}: what now?"}))
+
+
+def test_earlier_turns_with_personal_data_are_a_400(client: TestClient) -> None:
+    history = [{"role": "user", "content": PERSONAL}, {"role": "assistant", "content": "No."}]
+    r = client.post("/api/ask", json={"question": "Who hosts it?", "history": history})
+    _refused_for_personal_data(r)
+
+
+def test_feedback_with_personal_data_is_a_400_and_not_stored(
+    client: TestClient, tmp_path: Path
+) -> None:
+    r = client.post(
+        "/api/feedback",
+        json={"question": "Who hosts it?", "answer": "a. [1]", "rating": -1, "comment": PERSONAL},
+    )
+    _refused_for_personal_data(r)
+    assert FeedbackStore(tmp_path / "data").rows() == []
+
+
+def test_redact_mode_answers_and_stores_masked(tiny_assistant: Assistant, tmp_path: Path) -> None:
+    tiny_assistant.pii_check = "redact"
+    settings = Settings(data_dir=tmp_path / "data", pii_check="redact")
+    with TestClient(create_app(settings, tiny_assistant)) as c:
+        r = c.post("/api/ask", json={"question": f"Who hosts the apple archive? {PERSONAL}"})
+        assert r.status_code == 200
+        assert "[NHS number]" in r.json()["question"]
+        feedback = {"question": PERSONAL, "answer": "a", "rating": 1, "comment": PERSONAL}
+        assert c.post("/api/feedback", json=feedback).status_code == 200
+    (row,) = FeedbackStore(tmp_path / "data").rows()
+    assert "943" not in json.dumps(row)
+    assert "[NHS number]" in str(row["comment"])
+    assert "943" not in r.text
