@@ -151,3 +151,24 @@ def test_new_chat_starts_again(page: Page, site: Site) -> None:
     # the conversation is gone for the assistant too: a bare follow-up has nothing to follow
     _ask(page, "What is the capital of France?")
     assert page.locator(".declined").count() == 1
+
+
+# -- pii: personal data ---------------------------------------------------------------------------
+
+
+def test_personal_data_stays_out_of_the_conversation(page: Page, site: Site) -> None:
+    _open(page, site)
+    box = page.get_by_label("Your question")
+    question = "Jane Smith, DOB 14/03/1962, NHS number 943 476 5919: who pays for her care?"
+    box.fill(question)
+    box.press("Enter")
+    page.get_by_text("seems to contain personal data (date of birth and NHS number)").wait_for()
+    assert "rephrase" in page.locator("body").inner_text()
+    assert box.input_value() == question  # still in the box, to be rephrased
+    assert page.locator('[data-testid="user"]').count() == 0  # never entered the conversation
+    assert page.locator('[data-testid="bot"]').count() == 0
+    box.fill("")
+    _ask(page, "How many CCGs manage most of the NHS commissioning budget?")
+    assert "209" in page.locator('[data-testid="bot"]').first.inner_text()
+    assert page.locator('[data-testid="user"]').count() == 1  # only the question answered
+    assert "943" not in page.locator("body").inner_text()

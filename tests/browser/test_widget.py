@@ -362,3 +362,24 @@ def test_served_script_is_the_file_and_carries_no_secret(site: Site) -> None:
     # the host page is served as written: nothing is injected into it
     host_page = httpx.get(site.allowed_host + "/index.html")
     assert host_page.text == HOST_PAGE.format(app=site.app)
+
+
+# -- pii: personal data ---------------------------------------------------------------------------
+
+PERSONAL = "Who commissions care for Jane Smith, DOB 14/03/1962, NHS number 943 476 5919?"
+
+
+def test_personal_data_is_refused_with_its_kinds_and_given_back(site: Site, page: Page) -> None:
+    panel = open_widget(page, site.allowed_host + "/index.html")
+    sent = ask_requests(page)
+    reply = ask(panel, PERSONAL)
+    expect(reply).to_have_class(re.compile(r"\bcaw-error\b"))
+    expect(reply).to_contain_text("Please remove the personal data")
+    expect(reply).to_contain_text("date of birth and NHS number")
+    expect(reply).to_contain_text("rephrase")
+    expect(reply).not_to_contain_text("943")
+    expect(panel.get_by_label("Your question")).to_have_value(PERSONAL)  # given back to edit
+    panel.get_by_label("Your question").fill("")
+    answer = ask(panel, CCG_QUESTION)
+    expect(answer.locator(".caw-answer-text")).to_contain_text("209")
+    assert sent_body(sent[1])["history"] == []  # the refused question was never part of it

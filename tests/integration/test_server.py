@@ -13,12 +13,18 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(real_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the server keeps its data (``data/``) and its log (``server.log``)."""
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def server(real_index: Path, server_dir: Path) -> Iterator[str]:
     env = {
         "ASSISTANT_INDEX_DIR": str(real_index),
-        "ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "ASSISTANT_DATA_DIR": str(server_dir / "data"),
     }
-    with running_app(env, tmp_path_factory.mktemp("server") / "server.log") as base:
+    with running_app(env, server_dir / "server.log") as base:
         yield base
 
 
@@ -92,3 +98,34 @@ def test_gradio_client_can_chat(server: str) -> None:
     client = Client(server + "/", verbose=False)
     reply = client.predict("Who hosts Specialised Commissioning?", api_name="/chat")
     assert "Leicestershire" in str(reply)
+
+
+# -- pii: personal data is refused, with its kinds, and never stored or logged -----------------
+
+PERSONAL = (
+    "Jane Smith, DOB 14/03/1962, NHS number 943 476 5919, jane.smith@example.nhs.uk, 07700 900123"
+)
+KINDS = ["date of birth", "NHS number", "email address", "phone number"]
+
+
+def test_personal_data_is_refused_and_not_stored_or_logged(server: str, server_dir: Path) -> None:
+    import sqlite3
+
+    question = f"Who commissions care for {PERSONAL}?"
+    for path in ("/api/ask", "/api/ask/stream"):
+        r = httpx.post(f"{server}{path}", json={"question": question}, timeout=30)
+        assert r.status_code == 400
+        body = r.json()
+        assert (body["reason"], body["kinds"]) == ("personal_data", KINDS)
+        assert "943" not in r.text
+    feedback = {"question": question, "answer": "An answer.", "rating": -1, "comment": PERSONAL}
+    r = httpx.post(f"{server}/api/feedback", json=feedback, timeout=30)
+    assert r.status_code == 400
+    assert r.json()["kinds"] == KINDS
+    stored = server_dir / "data" / "feedback.sqlite3"
+    if stored.exists():
+        with sqlite3.connect(stored) as conn:
+            assert conn.execute("SELECT count(*) FROM feedback").fetchone() == (0,)
+    log = (server_dir / "server.log").read_text(encoding="utf-8", errors="replace")
+    for value in ("943 476 5919", "jane.smith", "07700 900123", "14/03/1962"):
+        assert value not in log

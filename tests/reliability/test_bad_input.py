@@ -149,6 +149,53 @@ REQUESTS: dict[str, Req | Any] = {
     ),
 }
 
+# -- pii: questions and feedback carrying personal data: 400 naming the kinds, nothing stored
+PERSONAL = (
+    "Jane Smith, DOB 14/03/1962, NHS number 943 476 5919, jane.smith@example.nhs.uk, 07700 900123"
+)
+PERSONAL_DATA: dict[str, tuple[Req, list[str]]] = {
+    "the issue's patient details": (
+        ask({"question": f"Who commissions care for {PERSONAL}?"}, 400),
+        ["date of birth", "NHS number", "email address", "phone number"],
+    ),
+    "NHS number, no spaces": (ask({"question": "Is 9434765919 registered?"}, 400), ["NHS number"]),
+    "NI number": (
+        ask({"question": "NI AB 12 34 56 C: which CCG?"}, 400),
+        ["National Insurance number"],
+    ),
+    "card number": (
+        ask({"question": "Pay with 4111 1111 1111 1111?"}, 400),
+        ["payment card number"],
+    ),
+    "phone, streamed": (
+        ask({"question": "Call +44 7700 900123 about CCGs"}, 400, "/api/ask/stream"),
+        ["phone number"],
+    ),
+    "in an earlier turn": (
+        ask(
+            {"question": "Who hosts it?", "history": [{"role": "user", "content": PERSONAL}]},
+            400,
+        ),
+        ["date of birth", "NHS number", "email address", "phone number"],
+    ),
+    "search": (
+        ask({"question": f"CCG {PERSONAL}"}, 400, "/api/search"),
+        ["date of birth", "NHS number", "email address", "phone number"],
+    ),
+    "feedback comment": (
+        ask(
+            {"question": "q", "answer": "a", "rating": 1, "comment": PERSONAL}, 400, "/api/feedback"
+        ),
+        ["date of birth", "NHS number", "email address", "phone number"],
+    ),
+    # not personal data: an answer as usual
+    "NHS 111, 209 CCGs, 1 April 2013": (
+        ask({"question": "Did NHS 111 or the 209 CCGs start on 1 April 2013?"}),
+        [],
+    ),
+}
+REQUESTS.update({name: req for name, (req, _) in PERSONAL_DATA.items()})
+
 
 @pytest.fixture(scope="module")
 def http(real_server: str) -> Iterator[httpx.Client]:
@@ -175,6 +222,25 @@ def test_bad_request_is_handled(req: Req, http: httpx.Client, tally: Tally) -> N
         assert isinstance(body["refused"], bool)
         assert body["refused"] or body["citations"]
     json.dumps(body, ensure_ascii=False).encode("utf-8")  # every string is real text
+
+
+@pytest.mark.parametrize(
+    ("req", "kinds"), PERSONAL_DATA.values(), ids=[f"pii: {n}" for n in PERSONAL_DATA]
+)
+def test_personal_data_is_refused_naming_only_its_kinds(
+    req: Req, kinds: list[str], http: httpx.Client
+) -> None:
+    """(Counted once, by test_bad_request_is_handled.) The refusal says which kinds were
+    found, never the values; text that only looks like numbers and dates is answered."""
+    r = http.post(req.path, content=req.body, headers={"content-type": req.content_type})
+    if not kinds:
+        assert r.status_code == 200, r.text[:300]
+        return
+    assert r.status_code == 400, r.text[:300]
+    body = r.json()
+    assert (body["reason"], body["kinds"]) == ("personal_data", kinds)
+    for value in ("943", "jane.smith", "7700", "4111", "AB 12", "14/03"):
+        assert value not in r.text
 
 
 def test_server_is_fine_after_the_bad_requests(http: httpx.Client, tally: Tally) -> None:
