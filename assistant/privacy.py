@@ -60,7 +60,8 @@ _PHONE = re.compile(
     r"(?<![\w+/.])(?:(?:\+|00)44[ -]?(?:\(0\)[ -]?)?\(?|\(0|0)([127](?:[ -]?\)?[ -]?\d){8,9})"
     r"(?![\d/]|\.\d)"
 )
-_CARD = re.compile(r"(?<![\d.,/-])[1-9](?:[ -]?\d){12,18}(?![\d.,/-]?\d)")
+# cards start 2-6 (Mastercard, Amex/JCB/Diners, Visa, Maestro/Mastercard, Discover/UnionPay)
+_CARD = re.compile(r"(?<![\d.,/-])[2-6](?:[ -]?\d){12,18}(?![\d.,/-]?\d)")
 
 _MONTHS = (
     "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
