@@ -18,7 +18,9 @@
         ├── NotAuthorisedError     no or a wrong bearer token (HTTP 401)
         ├── OriginRefusedError     a page on an origin not allowed (HTTP 403)
         ├── RateLimitedError       too many requests from one client (HTTP 429, retry_after)
-        └── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
+        ├── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
+        └── WidgetKeyRefusedError  a widget key from an origin it is not bound to, or on a route
+                                   it does not open (HTTP 403)
 
 A file of the corpus that cannot be read is not an error: ingestion reports it as a
 :class:`~assistant.schema.SkippedFile` and goes on. "Nothing relevant found" is not an
@@ -44,6 +46,7 @@ __all__ = [
     "OriginRefusedError",
     "RateLimitedError",
     "StoreUnavailableError",
+    "WidgetKeyRefusedError",
 ]
 
 
@@ -122,3 +125,7 @@ class BusyError(AccessError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class WidgetKeyRefusedError(AccessError):
+    status = 403
