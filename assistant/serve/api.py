@@ -2,6 +2,8 @@
 
 Every route checks the caller's origin; all but ``/api/health`` (monitoring needs no token) also
 need the bearer token and count against the client's rate limit (:mod:`assistant.serve.deps`).
+Asking and feedback also take a widget key from one of its origins instead of the token
+(:mod:`assistant.serve.keys`); a widget key anywhere else is a 403.
 Answering takes a slot in the answer queue, so a busy server says 503 with Retry-After.
 """
 
