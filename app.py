@@ -26,7 +26,11 @@ def main() -> int:
     except AssistantError as err:  # e.g. no index yet: serve anyway; /api/health says why
         print(f"app: warning: {err}", file=sys.stderr)
     print(f"Serving on http://{settings.host}:{settings.port}", file=sys.stderr)
-    app = create_app(settings, assistant)
+    try:
+        app = create_app(settings, assistant)
+    except AssistantError as err:  # e.g. a malformed ASSISTANT_WIDGET_KEYS
+        print(f"app: error: {err}", file=sys.stderr)
+        return err.exit_code
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     return 0
 

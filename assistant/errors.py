@@ -19,7 +19,9 @@
         ├── NotAuthorisedError     no or a wrong bearer token (HTTP 401)
         ├── OriginRefusedError     a page on an origin not allowed (HTTP 403)
         ├── RateLimitedError       too many requests from one client (HTTP 429, retry_after)
-        └── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
+        ├── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
+        └── WidgetKeyRefusedError  a widget key from an origin it is not bound to, or on a route
+                                   it does not open (HTTP 403)
 
 A file of the corpus that cannot be read is not an error: ingestion reports it as a
 :class:`~assistant.schema.SkippedFile` and goes on. "Nothing relevant found" is not an
@@ -46,6 +48,7 @@ __all__ = [
     "PersonalDataError",
     "RateLimitedError",
     "StoreUnavailableError",
+    "WidgetKeyRefusedError",
 ]
 
 
@@ -143,3 +146,7 @@ class PersonalDataError(InputError):
             f"Your {what} seems to contain personal data ({found}), so it was not {done} "
             "without anyone's personal details: the guidance does not need them."
         )
+
+
+class WidgetKeyRefusedError(AccessError):
+    status = 403

@@ -88,6 +88,17 @@ class Settings:
     #: it through
     pii_check: str = "block"
 
+    # --- widget keys (sec-keys) ---
+    #: keys for the widget, each bound to the origins of the pages that may use it:
+    #: "KEY=ORIGIN[ ORIGIN...][;KEY=ORIGIN...]"; a key may only ask and send feedback
+    widget_keys: str = field(default="", repr=False)
+    #: a file of widget keys, one "KEY=ORIGIN ORIGIN" a line ("#" comments), read again when it
+    #: changes: keys added or removed there work or stop working without a restart
+    widget_keys_file: Path | None = None
+    #: requests a minute per visitor (client address and widget key); each key at most ten times
+    #: that over all its visitors; 0: no limit
+    widget_rate_per_minute: int = 20
+
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ConfigError(f"ASSISTANT_TOP_K must be at least 1, not {self.top_k}")
@@ -139,6 +150,10 @@ class Settings:
             raise ConfigError(
                 f"ASSISTANT_PII_CHECK must be block, redact or off, not {self.pii_check!r}"
             )
+
+        # widget keys (sec-keys): the keys themselves are checked by assistant.serve.keys
+        if self.widget_rate_per_minute < 0:
+            raise ConfigError("ASSISTANT_WIDGET_RATE_PER_MINUTE must be 0 (no limit) or more")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -2,6 +2,8 @@
 
 Every route checks the caller's origin; all but ``/api/health`` (monitoring needs no token) also
 need the bearer token and count against the client's rate limit (:mod:`assistant.serve.deps`).
+Asking and feedback also take a widget key from one of its origins instead of the token
+(:mod:`assistant.serve.keys`); a widget key anywhere else is a 403.
 Answering takes a slot in the answer queue, so a busy server says 503 with Retry-After.
 """
 
@@ -28,6 +30,7 @@ from assistant.serve.deps import (
     StateDep,
     allowed_origin,
     bearer_token,
+    token_or_widget_key,
     within_rate_limit,
 )
 from assistant.serve.feedback import MAX_COMMENT_CHARS
@@ -114,6 +117,8 @@ def _turns(history: list[TurnIn]) -> list[Turn]:
 router = APIRouter(prefix="/api", dependencies=[Depends(allowed_origin)])
 #: the routes that answer or store: bearer token, then the client's rate limit
 guarded = APIRouter(dependencies=[Depends(bearer_token), Depends(within_rate_limit)])
+#: asking and feedback: the bearer token or a widget key from one of its origins, then the limit
+widget = APIRouter(dependencies=[Depends(token_or_widget_key), Depends(within_rate_limit)])
 
 
 @router.get("/health")
@@ -125,7 +130,7 @@ def health(state: StateDep) -> JSONResponse:
     return JSONResponse({"status": "ok", "index": info})
 
 
-@guarded.post("/ask")
+@widget.post("/ask")
 def ask(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> dict[str, Any]:
     with queue.slot():
         return assistant.ask(body.question, _turns(body.history)).to_json()
@@ -149,7 +154,7 @@ def _ndjson_events(
         queue.release()
 
 
-@guarded.post("/ask/stream")
+@widget.post("/ask/stream")
 def ask_stream(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> StreamingResponse:
     """The answer as it is written: one JSON object a line, ``{"type": "delta", "text"}``
     while a chat model writes, then ``{"type": "answer", "answer": {...}}`` (as /api/ask),
@@ -170,10 +175,11 @@ def search(body: SearchIn, assistant: AssistantDep, queue: QueueDep) -> dict[str
     return {"question": question, "results": [passage_json(p) for p in passages]}
 
 
-@guarded.post("/feedback")
+@widget.post("/feedback")
 def rate(body: FeedbackIn, feedback: FeedbackDep) -> dict[str, Any]:
     row = feedback.add(body.question, body.answer, body.rating, _turns(body.history), body.comment)
     return {"id": row}
 
 
 router.include_router(guarded)
+router.include_router(widget)

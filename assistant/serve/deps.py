@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from assistant.pipeline import Assistant
 from assistant.serve.access import AnswerQueue, RateLimiter, check_origin, check_token
 from assistant.serve.feedback import FeedbackStore
+from assistant.serve.keys import KEY_HEADER, WIDGET_PATHS, WidgetKeys
 from assistant.settings import Settings
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "current_assistant",
     "feedback_store",
     "server_state",
+    "token_or_widget_key",
     "within_rate_limit",
 ]
 
@@ -46,6 +48,7 @@ class ServerState:
     queue: AnswerQueue
     allowed_origins: frozenset[str]
     assistant: Assistant | None = field(default=None)
+    widget_keys: WidgetKeys = field(default_factory=WidgetKeys)
 
     @classmethod
     def from_settings(cls, settings: Settings, assistant: Assistant | None = None) -> ServerState:
@@ -57,6 +60,7 @@ class ServerState:
             queue=AnswerQueue(settings.max_concurrent, settings.queue_timeout),
             allowed_origins=frozenset(settings.cors_origins),
             assistant=assistant,
+            widget_keys=WidgetKeys.from_settings(settings),
         )
 
     def get_assistant(self) -> Assistant:
@@ -93,14 +97,36 @@ def _own_origin(request: Request) -> str:
 
 async def allowed_origin(request: Request) -> None:
     """Dependency: refuse (403) a page on another origin that the settings do not list."""
-    allowed = server_state(request).allowed_origins
-    check_origin(request.headers.get("origin"), _own_origin(request), allowed)
+    state = server_state(request)
+    if state.widget_keys.active and request.headers.get(KEY_HEADER) is not None:
+        # a widget key: its own origins decide (token_or_widget_key), on its routes only
+        if request.url.path not in WIDGET_PATHS:
+            state.widget_keys.refuse_elsewhere()
+        return
+    check_origin(request.headers.get("origin"), _own_origin(request), state.allowed_origins)
 
 
 async def bearer_token(request: Request) -> None:
     """Dependency: refuse (401) a call without the configured bearer token."""
-    token = server_state(request).settings.api_token
+    state = server_state(request)
+    token = state.settings.api_token
     check_token(request.headers.get("authorization"), token)
+    origin = request.headers.get("origin")
+    if token and origin and origin != _own_origin(request):
+        state.widget_keys.warn_token_in_page(origin)
+
+
+async def token_or_widget_key(request: Request) -> None:
+    """Dependency of asking and feedback: the bearer token as :func:`bearer_token`, or a widget
+    key (``X-Widget-Key``) from a page on one of its origins, within the key's rate limits
+    (unknown key 401, another origin or none 403, too many 429)."""
+    state = server_state(request)
+    given = request.headers.get(KEY_HEADER)
+    if given is None or not state.widget_keys.active:
+        await bearer_token(request)
+        return
+    visitor = request.client.host if request.client else "unknown"
+    state.widget_keys.admit(given, request.headers.get("origin"), visitor)
 
 
 async def within_rate_limit(request: Request) -> None:

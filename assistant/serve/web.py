@@ -21,7 +21,6 @@ from typing import cast
 import gradio as gr
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,6 +28,7 @@ from assistant.errors import AccessError, AssistantError, NotAuthorisedError
 from assistant.pipeline import Assistant
 from assistant.serve import api, pages
 from assistant.serve.deps import ServerState
+from assistant.serve.keys import KEY_HEADER, WidgetCORSMiddleware
 from assistant.serve.pages import WIDGET_JS
 from assistant.serve.ui import UI_CSS, build_ui
 from assistant.settings import Settings
@@ -120,10 +120,11 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     app.middleware("http")(refuse_large_bodies)
     # outermost: answers preflight requests and adds the CORS headers for allowed origins
     app.add_middleware(
-        CORSMiddleware,
+        WidgetCORSMiddleware,  # CORSMiddleware, plus the widget keys' origins on their routes
+        keys=state.widget_keys,
         allow_origins=sorted(state.allowed_origins),
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", "Authorization"],
+        allow_headers=["Content-Type", "Authorization", KEY_HEADER],
         max_age=600,
     )
     app.include_router(api.router)

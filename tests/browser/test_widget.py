@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,8 +18,10 @@ import httpx
 import pytest
 from conftest import HOST_PAGE, HOSTILE_QUESTION, Site, no_xss
 from playwright.sync_api import Locator, Page, Request, Route, expect
+from servers import running_app, static_site
 
 from assistant.serve.web import WIDGET_JS
+from devtools.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -383,3 +387,72 @@ def test_personal_data_is_refused_with_its_kinds_and_given_back(site: Site, page
     answer = ask(panel, CCG_QUESTION)
     expect(answer.locator(".caw-answer-text")).to_contain_text("209")
     assert sent_body(sent[1])["history"] == []  # the refused question was never part of it
+
+
+WIDGET_KEY = "browser-widget-key-0123456789"
+API_TOKEN = "browser-api-token-never-in-a-page"
+KEYED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Intranet page</title></head>
+<body><h1>Team intranet</h1>
+<script src="{app}/widget.js" data-title="Commissioning guidance" data-key="{key}" defer></script>
+</body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def keyed_site(
+    hostile_index: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, str]]:
+    """A server with an API token and one widget key bound to one host page's origin; that
+    page's URL, and the same page on an origin the key is not bound to; and the app's URL."""
+    corpus, index_dir = hostile_index
+    app_port, bound_port = free_port(), free_port()
+    app = f"http://127.0.0.1:{app_port}"
+    pages = tmp_path_factory.mktemp("keyed-pages")
+    (pages / "index.html").write_text(KEYED_PAGE.format(app=app, key=WIDGET_KEY), "utf-8")
+    env = {
+        "ASSISTANT_CORPUS_DIR": str(corpus),
+        "ASSISTANT_INDEX_DIR": str(index_dir),
+        "ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("keyed-data")),
+        "ASSISTANT_API_TOKEN": API_TOKEN,
+        "ASSISTANT_WIDGET_KEYS": f"{WIDGET_KEY}=http://127.0.0.1:{bound_port}",
+    }
+    log = tmp_path_factory.mktemp("keyed-server") / "server.log"
+    with (
+        running_app(env, log, port=app_port),
+        static_site(pages, port=bound_port) as bound,
+        static_site(pages) as other,
+    ):
+        yield app, bound + "/index.html", other + "/index.html"
+
+
+def test_widget_key_answers_from_its_origin_and_is_refused_from_another(
+    keyed_site: tuple[str, str, str], page: Page
+) -> None:
+    app, bound, other = keyed_site
+    sent = ask_requests(page)
+    panel = open_widget(page, bound)
+    reply = ask(panel, CCG_QUESTION)
+    expect(reply).to_have_class(re.compile(r"\bcaw-answer\b"))
+    expect(reply.locator(".caw-answer-text")).to_contain_text("209 clinical commissioning groups")
+    headers = sent[-1].headers
+    assert headers["x-widget-key"] == WIDGET_KEY
+    assert "authorization" not in headers
+    assert API_TOKEN not in page.content()
+
+    panel = open_widget(page, other)
+    reply = ask(panel, CCG_QUESTION)
+    expect(reply).to_have_class(re.compile(r"\bcaw-error\b"))
+    expect(reply).to_have_attribute("role", "alert")
+    expect(reply).to_contain_text("could not be reached from this page")
+    expect(panel.locator(".caw-answer")).to_have_count(0)
+    expect(panel).not_to_contain_text("209")
+    # what the browser was refused, asked directly: the key is bound to the first origin only
+    refused = httpx.post(
+        f"{app}/api/ask",
+        json={"question": CCG_QUESTION},
+        headers={"X-Widget-Key": WIDGET_KEY, "Origin": origin(other)},
+        timeout=30,
+    )
+    assert refused.status_code == 403
+    assert "may not be used from pages on" in refused.json()["error"]

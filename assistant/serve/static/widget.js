@@ -4,7 +4,10 @@
  * Site owners add one tag to a page:
  *   <script src="(assistant address)/widget.js" data-title="Commissioning guidance" defer>
  *   </script>
- * Optional attributes: data-title (panel title), data-token (sent as "Authorization: Bearer ...").
+ * Optional attributes: data-title (panel title), data-key (a widget key, sent as "X-Widget-Key";
+ * the server accepts it only from the origins it is bound to), data-token (deprecated: the API
+ * token, sent as "Authorization: Bearer ...", readable by anyone who views the page; ignored when
+ * data-key is given).
  *
  * Plain ES2017, no dependencies, no build step. Every request goes to the origin this script was
  * loaded from and nowhere else. Everything lives in one open shadow root, so the page's styles do
@@ -328,6 +331,7 @@
     this.origin = origin;
     this.title = options.title;
     this.token = options.token;
+    this.key = options.key;
     this.history = []; // [{role, content}], for the page's lifetime
     this.busy = false;
     this.generation = 0; // bumped by "New chat", so a late reply to a cleared chat is dropped
@@ -526,7 +530,8 @@
     this.setBusy(true);
 
     const headers = { "Content-Type": "application/json", Accept: "application/json" };
-    if (this.token) headers.Authorization = "Bearer " + this.token;
+    if (this.key) headers["X-Widget-Key"] = this.key;
+    else if (this.token) headers.Authorization = "Bearer " + this.token;
     const controller = typeof AbortController === "function" ? new AbortController() : null;
     this.controller = controller;
     const timer = controller
@@ -616,6 +621,7 @@
     const widget = new Widget(origin, {
       title: str(script.getAttribute("data-title")).trim() || "Commissioning guidance",
       token: str(script.getAttribute("data-token")).trim(),
+      key: str(script.getAttribute("data-key")).trim(),
     });
     const api = {
       version: VERSION,
