@@ -9,6 +9,7 @@ import uvicorn
 from assistant.cli import prepare_runtime
 from assistant.errors import AssistantError
 from assistant.pipeline import Assistant
+from assistant.serve.hardening import quiet_logs
 from assistant.serve.web import create_app
 from assistant.settings import Settings
 
@@ -27,7 +28,14 @@ def main() -> int:
         print(f"app: warning: {err}", file=sys.stderr)
     print(f"Serving on http://{settings.host}:{settings.port}", file=sys.stderr)
     app = create_app(settings, assistant)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning",
+        # X-Forwarded-For/-Proto only from the proxies the settings name (none by default)
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
+    )  # fmt: skip
+    quiet_logs()  # after uvicorn's logging setup: no question text in the log
+    uvicorn.Server(config).run()
     return 0
 
 

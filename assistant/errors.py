@@ -18,7 +18,9 @@
         ├── NotAuthorisedError     no or a wrong bearer token (HTTP 401)
         ├── OriginRefusedError     a page on an origin not allowed (HTTP 403)
         ├── RateLimitedError       too many requests from one client (HTTP 429, retry_after)
-        └── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
+        ├── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
+        ├── SwitchedOffError       uploads; the chat page with a token but no login (HTTP 403)
+        └── NotServedError         a route off with these settings, e.g. the API docs (HTTP 404)
 
 A file of the corpus that cannot be read is not an error: ingestion reports it as a
 :class:`~assistant.schema.SkippedFile` and goes on. "Nothing relevant found" is not an
@@ -41,9 +43,11 @@ __all__ = [
     "LLMError",
     "ModelUnavailableError",
     "NotAuthorisedError",
+    "NotServedError",
     "OriginRefusedError",
     "RateLimitedError",
     "StoreUnavailableError",
+    "SwitchedOffError",
 ]
 
 
@@ -122,3 +126,19 @@ class BusyError(AccessError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+# --- hardening --------------------------------------------------------------------------------
+
+
+class SwitchedOffError(AccessError):
+    """A part of the server that is switched off: uploads, or the chat page when an API token is
+    set and the page has no login (HTTP 403)."""
+
+    status = 403
+
+
+class NotServedError(AccessError):
+    """A route this server does not serve with its settings, e.g. the API docs (HTTP 404)."""
+
+    status = 404

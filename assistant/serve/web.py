@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.errors import AccessError, AssistantError, NotAuthorisedError
 from assistant.pipeline import Assistant
-from assistant.serve import api, pages
+from assistant.serve import api, hardening, pages
 from assistant.serve.deps import ServerState
 from assistant.serve.pages import WIDGET_JS
 from assistant.serve.ui import UI_CSS, build_ui
@@ -115,6 +115,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
             StarletteHTTPException: on_http_error,
             RequestValidationError: on_invalid,
         },
+        **hardening.docs_routes(settings),
     )
     app.state.server = state = ServerState.from_settings(settings, assistant)
     app.middleware("http")(refuse_large_bodies)
@@ -126,6 +127,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         allow_headers=["Content-Type", "Authorization"],
         max_age=600,
     )
+    hardening.harden(app, settings, state.limiter)
     app.include_router(api.router)
     app.include_router(pages.router)
     return _mount_ui(app, state)
