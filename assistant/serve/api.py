@@ -30,6 +30,7 @@ from assistant.serve.deps import (
     within_rate_limit,
 )
 from assistant.serve.feedback import MAX_COMMENT_CHARS
+from assistant.serve.hardening import public_message
 
 __all__ = [
     "MAX_TURNS",
@@ -111,7 +112,9 @@ def health(state: StateDep) -> JSONResponse:
     try:
         info = state.get_assistant().index.get().describe()
     except AssistantError as err:
-        return JSONResponse({"status": "unavailable", "error": str(err)}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "error": public_message(err)}, status_code=503
+        )
     return JSONResponse({"status": "ok", "index": info})
 
 
@@ -133,7 +136,7 @@ def _ndjson_events(
                 event = {"type": "delta", "text": item}
             yield (json.dumps(event, ensure_ascii=False) + "\n").encode()
     except AssistantError as err:
-        error = {"type": "error", "error": str(err), "status": status_for(err)}
+        error = {"type": "error", "error": public_message(err), "status": status_for(err)}
         yield (json.dumps(error) + "\n").encode()
     finally:
         queue.release()

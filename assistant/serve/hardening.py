@@ -47,6 +47,7 @@ __all__ = [
     "harden",
     "install_log_filter",
     "is_gradio_path",
+    "public_message",
     "quiet_logs",
 ]
 
@@ -244,3 +245,19 @@ def quiet_logs() -> None:
         module = importlib.import_module(name)
         if getattr(module, "traceback", None) is traceback:
             module.traceback = quiet  # type: ignore[attr-defined]
+
+
+# an absolute path (POSIX or Windows), not the path part of a URL ("http://host/x") or a route
+_ABSOLUTE_PATH = re.compile(
+    r"(?<![\w/:.\\])(?:[A-Za-z]:\\|/(?!api/|gradio_api/))[^\s'\"(),;]*[^\s'\"(),;:.]"
+)
+
+
+def public_message(err: Exception) -> str:
+    """``err``'s message for a client: folders and files of the server left out (the full
+    message is logged here, for whoever runs the server)."""
+    text = str(err)
+    public = _ABSOLUTE_PATH.sub("[a path on the server]", text)
+    if public != text:
+        log.warning("%s: %s", type(err).__name__, text)
+    return public

@@ -24,6 +24,7 @@ from assistant.errors import AssistantError
 from assistant.pipeline import Assistant
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.serve.feedback import FeedbackStore
+from assistant.serve.hardening import public_message
 
 __all__ = [
     "EXAMPLES",
@@ -305,7 +306,7 @@ class _Handlers:
                 streamed += item
                 yield [gr.ChatMessage(content=md_text(streamed), role="assistant")]
         except AssistantError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise gr.Error(public_message(err), print_exception=False) from None
 
     def on_like(
         self, history: list[Any], data: gr.LikeData
@@ -318,7 +319,7 @@ class _Handlers:
         try:
             row = self.feedback.add(question, answer, 1 if data.liked else -1, turns)
         except AssistantError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise gr.Error(public_message(err), print_exception=False) from None
         thanks = "Thanks: your rating is saved. Add a comment if you like."
         return gr.update(visible=True), thanks, row, ""
 
@@ -329,7 +330,7 @@ class _Handlers:
         try:
             self.feedback.comment(row, text)
         except AssistantError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise gr.Error(public_message(err), print_exception=False) from None
         return gr.update(visible=False), "Thanks: your comment is saved.", ""
 
 

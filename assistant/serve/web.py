@@ -54,7 +54,7 @@ async def on_assistant_error(_: Request, err: AssistantError) -> JSONResponse:
     """An :class:`AssistantError` as its status and ``{"error"}`` (refusals with their headers)."""
     if isinstance(err, AccessError):
         return _refusal(err)
-    return JSONResponse({"error": str(err)}, status_code=api.status_for(err))
+    return JSONResponse({"error": hardening.public_message(err)}, status_code=api.status_for(err))
 
 
 async def on_http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
