@@ -1,4 +1,4 @@
-"""Starts the server: the chat page, the JSON API and the docs on http://127.0.0.1:7860."""
+"""Starts the server: the chat page and the JSON API on http://127.0.0.1:7860."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def main() -> int:
         assistant = Assistant.from_settings(settings)
     except AssistantError as err:  # e.g. no index yet: serve anyway; /api/health says why
         print(f"app: warning: {err}", file=sys.stderr)
+    if settings.host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        print(
+            "app: warning: only requests for 127.0.0.1 and localhost are answered; set "
+            "ASSISTANT_ALLOWED_HOSTS to the names staff use (e.g. assistant.example.nhs.uk)",
+            file=sys.stderr,
+        )
     print(f"Serving on http://{settings.host}:{settings.port}", file=sys.stderr)
     app = create_app(settings, assistant)
     config = uvicorn.Config(

@@ -1,7 +1,9 @@
 """HTTP shell: a FastAPI app with the JSON API, the widget script and the Gradio chat page.
 
 Routes: ``/`` (chat page, :mod:`assistant.serve.ui`), ``POST /api/ask``, ``POST /api/search``,
-``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``, OpenAPI docs at ``/docs``.
+``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``; the API schema at
+``/openapi.json`` only with ``ASSISTANT_API_DOCS=on`` (:mod:`assistant.serve.hardening`, which
+also adds the security headers, the Host check and Gradio's routes under the same rules).
 The assistant's errors become a status and a JSON ``{"error": ...}``. Pages on other origins may
 call ``/api/*`` only when ``Settings.cors_origins`` lists them; other cross-origin calls get 403.
 :mod:`assistant.serve.access` decides the rest: bearer token (401), rate limit (429 with

@@ -4,12 +4,15 @@ headers, the docs off, Host and X-Forwarded-For not trusted, error bodies withou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from servers import running_app
+
+from devtools.servers import start_app, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +157,9 @@ def _run_event(base: str, body: dict[str, object]) -> None:
 
 def test_the_log_holds_no_question_text(server: str, log_path: Path) -> None:
     # a rating with a malformed conversation: pydantic's error quotes it (input_value=...)
-    bad_history = [{"role": "user", "content": {"text": SECRET_QUESTION}, "metadata": "x"}]
+    bad_history = [
+        {"role": "user", "content": {"words": SECRET_QUESTION}, "metadata": SECRET_QUESTION}
+    ]
     like = {"index": 0, "value": "x", "liked": True}
     body = {"data": [bad_history], "fn_index": _like_fn_index(server), "session_hash": "bad-h"}
     _run_event(server, {**body, "event_data": like})
@@ -169,3 +174,33 @@ def test_the_log_holds_no_question_text(server: str, log_path: Path) -> None:
     assert "Zanzibar" not in log
     assert "Traceback" not in log
     assert len(log.splitlines()) < 40, log[-3000:]
+
+
+def test_error_bodies_name_no_folder_of_the_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    empty = tmp_path_factory.mktemp("srv-index-folder")
+    env = {"ASSISTANT_INDEX_DIR": str(empty), "ASSISTANT_DATA_DIR": str(empty / "data")}
+    log = tmp_path_factory.mktemp("server") / "no-index.log"
+    app = start_app(env, log)
+    try:
+        health = _wait_for_answer(app.url + "/api/health")
+        ask = httpx.post(f"{app.url}/api/ask", json={"question": "What is commissioning?"})
+    finally:
+        stop_process(app.process)
+    assert health.status_code == ask.status_code == 503
+    for body in (health.text, ask.text):
+        assert "srv-index-folder" not in body
+        assert "[a path on the server]" in body
+    assert "srv-index-folder" in log.read_text()  # whoever runs the server still sees it
+
+
+def _wait_for_answer(url: str, timeout: float = 120.0) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, timeout=10)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
