@@ -3,7 +3,9 @@
 - :class:`SecurityHeaders`: a Content-Security-Policy the chat page works under (nothing from
   another origin; ``frame-ancestors`` from ``Settings.frame_ancestors``, ``'none'`` by default,
   with ``X-Frame-Options: DENY`` then), ``X-Content-Type-Options: nosniff``,
-  ``Referrer-Policy: no-referrer``; the widget script may be loaded by pages on any origin.
+  ``Referrer-Policy: no-referrer``, a ``Permissions-Policy`` that allows nothing; the widget
+  script may be loaded by pages on any origin.
+- :func:`public_message`: an error's message for a client, without the server's paths.
 - :class:`GradioGuard`: Gradio's own routes under the API's rules. Uploads are refused (the
   page has no file inputs). With an API token but no page login, the chat page and all of
   Gradio's routes are refused (403): a browser cannot send the bearer token, so the page would
@@ -90,6 +92,8 @@ class SecurityHeaders:
             "Content-Security-Policy": content_security_policy(frame_ancestors),
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
+            # the page needs no camera, microphone, location or payment
+            "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
         }
         if not frame_ancestors:
             self.headers["X-Frame-Options"] = "DENY"

@@ -4,12 +4,13 @@ image in the user's own question is shown as text, never loaded."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from conftest import Site
-from test_widget import CCG_QUESTION, ask, open_widget
+from test_widget import CCG_QUESTION, ask, open_widget, origin
 
 from devtools.servers import free_port, static_site
 
@@ -97,3 +98,35 @@ def test_an_image_in_the_question_is_shown_as_text_and_never_loaded(page: Page, 
     assert user.locator("img").count() == 0
     assert f"![pixel]({tracker})" in user.inner_text()
     assert tracker not in requests
+
+
+def test_the_widget_marks_only_this_answers_citation_numbers(page: Page, site: Site) -> None:
+    """Document text like "[ref][1]" or "[7]" stays text; the answer's own "[1]" is a marker."""
+    answer = {
+        "question": "q",
+        "answer": "Budgets are set yearly, see [ref][1] and table [7]. Funds are pooled [1].",
+        "refused": False,
+        "notices": [],
+        "citations": [
+            {"n": 1, "title": "Guide", "section": "", "passage": "Funds are pooled.",
+             "quote": "Funds are pooled.", "quotes": ["Funds are pooled."], "era": "2013",
+             "status": "current", "note": ""},
+        ],
+        "closest": [],
+    }  # fmt: skip
+    body = json.dumps({"type": "answer", "answer": answer}) + "\n"
+    page.route(
+        "**/api/ask/stream",
+        lambda route: route.fulfill(
+            status=200,
+            body=body,
+            headers={
+                "Content-Type": "application/x-ndjson",
+                "Access-Control-Allow-Origin": origin(site.allowed_host),
+            },
+        ),
+    )
+    reply = ask(open_widget(page, site.allowed_host + "/"), "How are funds pooled?")
+    markers = reply.locator(".caw-answer-text .caw-ref")
+    assert markers.all_inner_texts() == ["[1]"]
+    assert "see [ref][1] and table [7]" in reply.inner_text()

@@ -54,6 +54,7 @@ def test_every_response_has_the_security_headers(client: TestClient) -> None:
         r = client.get(path)
         assert r.headers["x-content-type-options"] == "nosniff", path
         assert r.headers["referrer-policy"] == "no-referrer", path
+        assert "camera=()" in r.headers["permissions-policy"], path
         assert r.headers["x-frame-options"] == "DENY", path
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
 
