@@ -204,3 +204,17 @@ def _wait_for_answer(url: str, timeout: float = 120.0) -> httpx.Response:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+def test_zero_width_characters_change_neither_answer_nor_confidence(server: str) -> None:
+    def ask(question: str) -> dict[str, object]:
+        r = httpx.post(f"{server}/api/ask", json={"question": question}, timeout=60)
+        assert r.status_code == 200
+        body: dict[str, object] = r.json()
+        return body
+
+    plain = ask("What is the role of commissioning support units?")
+    marked = ask("What is the role of commis\u200bsioning sup\u00adport un\u2060its?")
+    assert marked["answer"] == plain["answer"]
+    assert marked["confidence"] == plain["confidence"]
+    assert marked["refused"] == plain["refused"]
