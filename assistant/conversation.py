@@ -28,16 +28,19 @@ _FOLLOW_UP = re.compile(
     r"which one)\b|^\W*(and|also|what about|how about|so)\b",
     re.IGNORECASE,
 )
-#: control characters, lone surrogates (not text: JSON can carry them, no tokenizer takes them),
-#: zero-width spaces and byte-order marks (invisible; joiners stay, some scripts need them)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u200b\u2060\ufeff]")
+#: control characters and lone surrogates (not text: JSON can carry them, no tokenizer takes
+#: them): a space
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: invisible characters inside words (zero-width space, non-joiner, joiner, word joiner, byte-order
+#: mark, soft hyphen): removed, so "commis\u200bsioning" is still one word
+_INVISIBLE = re.compile(r"[\u200b-\u200d\u2060\ufeff\u00ad]")
 
 
 def clean_question(question: str, max_chars: int) -> str:
     """The question as searched: control characters gone, whitespace collapsed, NFC-normalised."""
     if not isinstance(question, str):
         raise InputError("the question must be text")
-    text = unicodedata.normalize("NFC", _CONTROL.sub(" ", question))
+    text = unicodedata.normalize("NFC", _CONTROL.sub(" ", _INVISIBLE.sub("", question)))
     text = " ".join(text.split())
     if not text:
         raise InputError("the question is empty: type a question about commissioning")
@@ -50,7 +53,11 @@ def clean_question(question: str, max_chars: int) -> str:
 
 
 def _previous_questions(history: Sequence[Turn]) -> list[str]:
-    users = (" ".join(_CONTROL.sub(" ", t.content).split()) for t in history if t.role == "user")
+    users = (
+        " ".join(_CONTROL.sub(" ", _INVISIBLE.sub("", t.content)).split())
+        for t in history
+        if t.role == "user"
+    )
     return [text for text in users if text]
 
 

@@ -20,8 +20,10 @@
         ├── OriginRefusedError     a page on an origin not allowed (HTTP 403)
         ├── RateLimitedError       too many requests from one client (HTTP 429, retry_after)
         ├── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
-        └── WidgetKeyRefusedError  a widget key from an origin it is not bound to, or on a route
-                                   it does not open (HTTP 403)
+        ├── WidgetKeyRefusedError  a widget key from an origin it is not bound to, or on a route
+        │                          it does not open (HTTP 403)
+        ├── SwitchedOffError       uploads; the chat page with a token but no login (HTTP 403)
+        └── NotServedError         a route off with these settings, e.g. the API docs (HTTP 404)
 
 A file of the corpus that cannot be read is not an error: ingestion reports it as a
 :class:`~assistant.schema.SkippedFile` and goes on. "Nothing relevant found" is not an
@@ -44,10 +46,12 @@ __all__ = [
     "LLMError",
     "ModelUnavailableError",
     "NotAuthorisedError",
+    "NotServedError",
     "OriginRefusedError",
     "PersonalDataError",
     "RateLimitedError",
     "StoreUnavailableError",
+    "SwitchedOffError",
     "WidgetKeyRefusedError",
 ]
 
@@ -149,4 +153,23 @@ class PersonalDataError(InputError):
 
 
 class WidgetKeyRefusedError(AccessError):
+    """A widget key from an origin it is not bound to, without an origin, or on a route it does
+    not open (HTTP 403)."""
+
     status = 403
+
+
+# --- hardening --------------------------------------------------------------------------------
+
+
+class SwitchedOffError(AccessError):
+    """A part of the server that is switched off: uploads, or the chat page when an API token is
+    set and the page has no login (HTTP 403)."""
+
+    status = 403
+
+
+class NotServedError(AccessError):
+    """A route this server does not serve with its settings, e.g. the API docs (HTTP 404)."""
+
+    status = 404

@@ -33,6 +33,8 @@ DEFAULT_LLM_MAX_TOKENS = 200
 
 _PREFIX = "ASSISTANT_"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+_HOST = re.compile(r"(\*\.)?[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]|\*")
+_PROXY = re.compile(r"[0-9A-Fa-f.:]+(/\d{1,3})?")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,17 @@ class Settings:
     #: that over all its visitors; 0: no limit
     widget_rate_per_minute: int = 20
 
+    # --- hardening -----------------------------------------------------------------------------
+    #: origins whose pages may show the chat page in a frame (CSP frame-ancestors); empty: none
+    frame_ancestors: tuple[str, ...] = ()
+    #: Host names the server answers to (DNS rebinding); empty: 127.0.0.1, localhost and ``host``
+    allowed_hosts: tuple[str, ...] = ()
+    #: addresses of reverse proxies whose X-Forwarded-For/-Proto is believed; empty: none
+    trusted_proxies: tuple[str, ...] = ()
+    #: serve the API schema at /openapi.json (behind the token when one is set); /docs and
+    #: /redoc stay off: their pages load scripts from a public CDN
+    api_docs: bool = False
+
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ConfigError(f"ASSISTANT_TOP_K must be at least 1, not {self.top_k}")
@@ -155,6 +168,8 @@ class Settings:
         if self.widget_rate_per_minute < 0:
             raise ConfigError("ASSISTANT_WIDGET_RATE_PER_MINUTE must be 0 (no limit) or more")
 
+        self._check_hardening()
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from ``ASSISTANT_<FIELD>`` variables; ``overrides`` (e.g. CLI flags) win.
@@ -189,6 +204,36 @@ class Settings:
                 raise ConfigError("ASSISTANT_UI_AUTH must be user:password[,user:password...]")
             pairs.append((user, password))
         return pairs
+
+    def _check_hardening(self) -> None:
+        """The hardening block's settings (frame ancestors, hosts, proxies) are well formed."""
+        for origin in self.frame_ancestors:
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    f"ASSISTANT_FRAME_ANCESTORS: {origin!r} is not an origin like "
+                    "https://intranet.example.org (no path, no slash)"
+                )
+        for host in self.allowed_hosts:
+            if not _HOST.fullmatch(host):
+                raise ConfigError(
+                    f"ASSISTANT_ALLOWED_HOSTS: {host!r} is not a host name like "
+                    "assistant.example.nhs.uk or *.example.nhs.uk (no scheme, no port)"
+                )
+        for proxy in self.trusted_proxies:
+            if not _PROXY.fullmatch(proxy):
+                raise ConfigError(
+                    f"ASSISTANT_TRUSTED_PROXIES: {proxy!r} is not an IP address or network "
+                    "like 10.0.0.5 or 10.0.0.0/24"
+                )
+
+    def served_hosts(self) -> list[str]:
+        """The Host names the server answers to: ``allowed_hosts``, or the local names."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        hosts = ["127.0.0.1", "localhost"]
+        if self.host not in hosts and self.host not in ("0.0.0.0", "::", ""):
+            hosts.append(self.host)
+        return hosts
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

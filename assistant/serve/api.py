@@ -34,6 +34,7 @@ from assistant.serve.deps import (
     within_rate_limit,
 )
 from assistant.serve.feedback import MAX_COMMENT_CHARS
+from assistant.serve.hardening import public_message
 
 __all__ = [
     "MAX_TURNS",
@@ -106,7 +107,7 @@ def error_body(err: AssistantError) -> dict[str, Any]:
     found (never the values)."""
     if isinstance(err, PersonalDataError):
         return {"error": str(err), "reason": err.reason, "kinds": err.kinds}
-    return {"error": str(err)}
+    return {"error": public_message(err)}
 
 
 def _turns(history: list[TurnIn]) -> list[Turn]:
@@ -126,7 +127,9 @@ def health(state: StateDep) -> JSONResponse:
     try:
         info = state.get_assistant().index.get().describe()
     except AssistantError as err:
-        return JSONResponse({"status": "unavailable", "error": str(err)}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "error": public_message(err)}, status_code=503
+        )
     return JSONResponse({"status": "ok", "index": info})
 
 

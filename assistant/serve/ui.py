@@ -25,8 +25,17 @@ from assistant.pipeline import Assistant
 from assistant.privacy import screen
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.serve.feedback import FeedbackStore
+from assistant.serve.hardening import public_message
 
-__all__ = ["EXAMPLES", "UI_CSS", "build_ui", "history_turns", "md_text", "render_answer"]
+__all__ = [
+    "EXAMPLES",
+    "UI_CSS",
+    "build_ui",
+    "history_turns",
+    "md_text",
+    "render_answer",
+    "text_user_messages",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +74,60 @@ mark { background: #fde68a; color: #111827; padding: 0 0.1em; font-size: inherit
 # "[1]" stays as it is (screen readers read the message's source, backslashes and all); only a
 # "]" that could close a link, image or reference definition is escaped. Maths is switched off.
 _MD_SPECIAL = re.compile(r"([\\`*_#|~]|\](?=[(\[:]))")
+# What a Markdown renderer would turn into a link by itself: "https://…", "www.…", "a@b.org".
+_AUTOLINK = re.compile(r"(?<=[A-Za-z])(:)(?=//)|(?<=\bwww)(\.)|(@)(?=[A-Za-z0-9])")
 _STREAM_STEPS = 12
 
 
 def md_text(text: str) -> str:
     """``text`` for a Markdown message, shown exactly as written: no HTML, links or formatting."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    return _AUTOLINK.sub(lambda m: "\\" + m.group(0), escaped)
 
 
 def plain_text(markdown: str) -> str:
     """The text a reader sees in one of our messages (inverse of :func:`md_text`, tags removed)."""
     text = re.sub(r"<[^>]+>", "", markdown)
-    text = re.sub(r"\\([\\`*_#|~\]])", r"\1", text)
+    text = re.sub(r"\\([\\`*_#|~\]:.@])", r"\1", text)
     return html.unescape(text)
+
+
+def _user_text(message: Any, convert: Callable[[str], str]) -> Any:
+    """A user message with its text passed through ``convert``; other messages as they are."""
+    if not isinstance(message, dict) or message.get("role") != "user":
+        return message
+    content = message.get("content")
+    if isinstance(content, str):
+        return {**message, "content": convert(content)}
+    if isinstance(content, list):
+        parts = [
+            {**p, "text": convert(str(p["text"]))} if isinstance(p, dict) and "text" in p else p
+            for p in content
+        ]
+        return {**message, "content": parts}
+    return message
+
+
+def text_user_messages(chatbot: gr.Chatbot) -> gr.Chatbot:
+    """``chatbot`` with the user's own messages shown as text: escaped on the way to the page
+    (:func:`md_text`) and turned back on the way in (:func:`plain_text`), so an image or link
+    typed into a question is shown, never loaded or followed.
+
+    The instance's methods are wrapped rather than the class subclassed: Gradio writes a ``.pyi``
+    stub beside any module that subclasses one of its components."""
+    to_page, from_page = chatbot.postprocess, chatbot.preprocess
+
+    def postprocess(value: Any) -> Any:
+        if isinstance(value, list):
+            value = [_user_text(m, md_text) for m in value]
+        return to_page(value)
+
+    def preprocess(payload: Any) -> Any:
+        return [_user_text(m, plain_text) for m in from_page(payload)]
+
+    chatbot.postprocess = postprocess  # type: ignore[method-assign]
+    chatbot.preprocess = preprocess  # type: ignore[method-assign]
+    return chatbot
 
 
 def highlight(passage: str, quotes: Sequence[str]) -> str:
@@ -257,7 +307,7 @@ class _Handlers:
                 streamed += item
                 yield [gr.ChatMessage(content=md_text(streamed), role="assistant")]
         except AssistantError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise gr.Error(public_message(err), print_exception=False) from None
 
     def check(self, message: str) -> dict[str, Any]:
         """The question box's validator (pii): a question holding personal data, when the guard
@@ -280,7 +330,7 @@ class _Handlers:
         try:
             row = self.feedback.add(question, answer, 1 if data.liked else -1, turns)
         except AssistantError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise gr.Error(public_message(err), print_exception=False) from None
         thanks = "Thanks: your rating is saved. Add a comment if you like."
         return gr.update(visible=True), thanks, row, ""
 
@@ -291,7 +341,7 @@ class _Handlers:
         try:
             self.feedback.comment(row, text)
         except AssistantError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise gr.Error(public_message(err), print_exception=False) from None
         return gr.update(visible=False), "Thanks: your comment is saved.", ""
 
 
@@ -311,7 +361,7 @@ class _FeedbackWidgets(NamedTuple):
 
 
 def _chatbot() -> gr.Chatbot:
-    return gr.Chatbot(
+    chatbot = gr.Chatbot(
         label="Conversation",
         height="68vh",
         latex_delimiters=[],
@@ -319,6 +369,7 @@ def _chatbot() -> gr.Chatbot:
         placeholder="Ask about who commissions what, commissioning levels, the commissioning "
         "cycle, or procurement versus commissioning.",
     )
+    return text_user_messages(chatbot)
 
 
 def _question_box() -> gr.Textbox:

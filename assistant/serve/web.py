@@ -1,7 +1,9 @@
 """HTTP shell: a FastAPI app with the JSON API, the widget script and the Gradio chat page.
 
 Routes: ``/`` (chat page, :mod:`assistant.serve.ui`), ``POST /api/ask``, ``POST /api/search``,
-``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``, OpenAPI docs at ``/docs``.
+``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``; the API schema at
+``/openapi.json`` only with ``ASSISTANT_API_DOCS=on`` (:mod:`assistant.serve.hardening`, which
+also adds the security headers, the Host check and Gradio's routes under the same rules).
 The assistant's errors become a status and a JSON ``{"error": ...}``. Pages on other origins may
 call ``/api/*`` only when ``Settings.cors_origins`` lists them; other cross-origin calls get 403.
 :mod:`assistant.serve.access` decides the rest: bearer token (401), rate limit (429 with
@@ -26,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.errors import AccessError, AssistantError, NotAuthorisedError
 from assistant.pipeline import Assistant
-from assistant.serve import api, pages
+from assistant.serve import api, hardening, pages
 from assistant.serve.deps import ServerState
 from assistant.serve.keys import KEY_HEADER, WidgetCORSMiddleware
 from assistant.serve.pages import WIDGET_JS
@@ -115,6 +117,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
             StarletteHTTPException: on_http_error,
             RequestValidationError: on_invalid,
         },
+        **hardening.docs_routes(settings),
     )
     app.state.server = state = ServerState.from_settings(settings, assistant)
     app.middleware("http")(refuse_large_bodies)
@@ -127,6 +130,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         allow_headers=["Content-Type", "Authorization", KEY_HEADER],
         max_age=600,
     )
+    hardening.harden(app, settings, state.limiter)
     app.include_router(api.router)
     app.include_router(pages.router)
     return _mount_ui(app, state)

@@ -20,11 +20,13 @@ from assistant.settings import Settings
 
 ALLOWED = "http://intranet.example.org:8080"
 OWN = "http://testserver"
+#: TestClient's Host header, which the server must be told to answer to
+HOSTS = ("testserver",)
 
 
 @pytest.fixture
 def client(tiny_assistant: Assistant, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(data_dir=tmp_path / "data", cors_origins=(ALLOWED,))
+    settings = Settings(data_dir=tmp_path / "data", cors_origins=(ALLOWED,), allowed_hosts=HOSTS)
     with TestClient(create_app(settings, tiny_assistant)) as c:
         yield c
 
@@ -122,6 +124,7 @@ def guarded(tiny_assistant: Assistant, tmp_path: Path) -> Iterator[TestClient]:
         api_token=TOKEN,
         ui_auth="staff:pa55-word",
         rate_limit_per_minute=3,
+        allowed_hosts=HOSTS,
     )
     with TestClient(create_app(settings, tiny_assistant)) as c:
         yield c
@@ -196,7 +199,7 @@ def test_the_stream_endpoint_streams_what_a_chat_model_writes(
     from test_generate import BUDGET_FACT, BUDGET_Q, replies
 
     generative = tiny_assistant.with_llm(replies(f"{BUDGET_FACT} [1]."))
-    with TestClient(create_app(Settings(data_dir=tmp_path), generative)) as c:
+    with TestClient(create_app(Settings(data_dir=tmp_path, allowed_hosts=HOSTS), generative)) as c:
         events = _events(c.post("/api/ask/stream", json={"question": BUDGET_Q}))
     deltas = [e["text"] for e in events if e["type"] == "delta"]
     assert len(deltas) > 1
@@ -257,7 +260,7 @@ def test_feedback_with_personal_data_is_a_400_and_not_stored(
 
 def test_redact_mode_answers_and_stores_masked(tiny_assistant: Assistant, tmp_path: Path) -> None:
     tiny_assistant.pii_check = "redact"
-    settings = Settings(data_dir=tmp_path / "data", pii_check="redact")
+    settings = Settings(data_dir=tmp_path / "data", pii_check="redact", allowed_hosts=HOSTS)
     with TestClient(create_app(settings, tiny_assistant)) as c:
         r = c.post("/api/ask", json={"question": f"Who hosts the apple archive? {PERSONAL}"})
         assert r.status_code == 200

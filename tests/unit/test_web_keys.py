@@ -42,6 +42,7 @@ def client(tiny_assistant: Assistant, tmp_path: Path, keys_file: Path) -> Iterat
         widget_keys=f"{KEY}={BOUND}",
         widget_keys_file=keys_file,
         widget_rate_per_minute=3,
+        allowed_hosts=("testserver",),
     )
     with TestClient(create_app(settings, tiny_assistant)) as c:
         yield c
@@ -167,7 +168,8 @@ def test_a_token_sent_from_a_page_is_logged_once(
 
 
 def test_without_keys_the_header_changes_nothing(tiny_assistant: Assistant, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data")  # the default local setup: no token, no keys
+    # the default local setup: no token, no keys
+    settings = Settings(data_dir=tmp_path / "data", allowed_hosts=("testserver",))
     with TestClient(create_app(settings, tiny_assistant)) as c:
         assert _post(c, origin=None).status_code == 200
         assert _post(c, "/api/search", origin=None).status_code == 200

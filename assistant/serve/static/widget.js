@@ -128,23 +128,28 @@
     "  .caw-launcher { transition: background 0.15s; } }",
   ].join("\n");
 
-  // Text with its [n] citation markers kept, each marker in its own span.
-  function appendWithMarkers(parent, text) {
+  // Text with its [n] citation markers kept, each marker in its own span. Only the numbers of
+  // this answer's citations are markers, and not after "]": "[ref][1]" in a document is text.
+  function appendWithMarkers(parent, text, cited) {
     const parts = str(text).split(/(\[\d+\])/);
     for (let i = 0; i < parts.length; i++) {
       if (!parts[i]) continue;
-      if (i % 2 === 1) parent.appendChild(el("span", "caw-ref", parts[i]));
-      else parent.appendChild(document.createTextNode(parts[i]));
+      const n = i % 2 === 1 ? Number(parts[i].slice(1, -1)) : NaN;
+      const afterBracket = i > 0 && /\]$/.test(parts[i - 1]);
+      if (cited.indexOf(n) >= 0 && !afterBracket) {
+        parent.appendChild(el("span", "caw-ref", parts[i]));
+      } else parent.appendChild(document.createTextNode(parts[i]));
     }
   }
 
+  // withMarkers: the citation numbers to mark (an array), or false for plain text
   function appendParagraphs(parent, text, withMarkers) {
     const paragraphs = str(text).split(/\n{2,}/);
     for (let i = 0; i < paragraphs.length; i++) {
       const body = paragraphs[i].trim();
       if (!body) continue;
       const p = el("p");
-      if (withMarkers) appendWithMarkers(p, body);
+      if (withMarkers) appendWithMarkers(p, body, withMarkers);
       else p.textContent = body;
       parent.appendChild(p);
     }
@@ -255,7 +260,10 @@
       msg.appendChild(el("strong", "caw-declined-heading", "Not covered by the guidance"));
     }
     const text = el("div", "caw-answer-text");
-    appendParagraphs(text, answerBody(data.answer, notices), true);
+    const cited = (Array.isArray(data.citations) ? data.citations : []).map(function (c) {
+      return c && typeof c === "object" ? Number(c.n) : NaN;
+    });
+    appendParagraphs(text, answerBody(data.answer, notices), cited);
     msg.appendChild(text);
     for (let i = 0; i < notices.length; i++) msg.appendChild(el("p", "caw-notice", notices[i]));
     const citations = Array.isArray(data.citations) ? data.citations : [];
