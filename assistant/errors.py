@@ -18,7 +18,8 @@
         ├── NotAuthorisedError     no or a wrong bearer token (HTTP 401)
         ├── OriginRefusedError     a page on an origin not allowed (HTTP 403)
         ├── RateLimitedError       too many requests from one client (HTTP 429, retry_after)
-        └── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
+        ├── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
+        └── StorageFullError       the feedback store reached its size cap (HTTP 507)
 
 A file of the corpus that cannot be read is not an error: ingestion reports it as a
 :class:`~assistant.schema.SkippedFile` and goes on. "Nothing relevant found" is not an
@@ -43,6 +44,7 @@ __all__ = [
     "NotAuthorisedError",
     "OriginRefusedError",
     "RateLimitedError",
+    "StorageFullError",
     "StoreUnavailableError",
 ]
 
@@ -122,3 +124,9 @@ class BusyError(AccessError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StorageFullError(AccessError):
+    """limits: a store has reached its configured size and takes no more."""
+
+    status = 507

@@ -31,6 +31,7 @@ __all__ = [
     "current_assistant",
     "feedback_store",
     "server_state",
+    "within_feedback_limit",
     "within_rate_limit",
 ]
 
@@ -46,17 +47,20 @@ class ServerState:
     queue: AnswerQueue
     allowed_origins: frozenset[str]
     assistant: Assistant | None = field(default=None)
+    #: limits: feedback's own per-client rate limit
+    feedback_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
 
     @classmethod
     def from_settings(cls, settings: Settings, assistant: Assistant | None = None) -> ServerState:
         """The state for ``settings``; without ``assistant``, one is made from them when needed."""
         return cls(
             settings=settings,
-            feedback=FeedbackStore(settings.data_dir),
+            feedback=FeedbackStore(settings.data_dir, settings.feedback_max_mb * 1_000_000),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             queue=AnswerQueue(settings.max_concurrent, settings.queue_timeout),
             allowed_origins=frozenset(settings.cors_origins),
             assistant=assistant,
+            feedback_limiter=RateLimiter(settings.feedback_rate_per_minute, what="ratings"),
         )
 
     def get_assistant(self) -> Assistant:
@@ -106,6 +110,12 @@ async def bearer_token(request: Request) -> None:
 async def within_rate_limit(request: Request) -> None:
     """Dependency: refuse (429 with Retry-After) a client over its requests a minute."""
     server_state(request).limiter.check(request.client.host if request.client else "unknown")
+
+
+async def within_feedback_limit(request: Request) -> None:
+    """Dependency (limits): refuse (429 with Retry-After) a client over its ratings a minute."""
+    limiter = server_state(request).feedback_limiter
+    limiter.check(request.client.host if request.client else "unknown")
 
 
 StateDep = Annotated[ServerState, Depends(server_state)]
