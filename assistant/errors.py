@@ -23,7 +23,8 @@
         ├── WidgetKeyRefusedError  a widget key from an origin it is not bound to, or on a route
         │                          it does not open (HTTP 403)
         ├── SwitchedOffError       uploads; the chat page with a token but no login (HTTP 403)
-        └── NotServedError         a route off with these settings, e.g. the API docs (HTTP 404)
+        ├── NotServedError         a route off with these settings, e.g. the API docs (HTTP 404)
+        └── StorageFullError       the feedback store reached its size cap (HTTP 507)
 
 A file of the corpus that cannot be read is not an error: ingestion reports it as a
 :class:`~assistant.schema.SkippedFile` and goes on. "Nothing relevant found" is not an
@@ -50,6 +51,7 @@ __all__ = [
     "OriginRefusedError",
     "PersonalDataError",
     "RateLimitedError",
+    "StorageFullError",
     "StoreUnavailableError",
     "SwitchedOffError",
     "WidgetKeyRefusedError",
@@ -173,3 +175,9 @@ class NotServedError(AccessError):
     """A route this server does not serve with its settings, e.g. the API docs (HTTP 404)."""
 
     status = 404
+
+
+class StorageFullError(AccessError):
+    """limits: a store has reached its configured size and takes no more."""
+
+    status = 507

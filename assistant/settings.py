@@ -112,6 +112,16 @@ class Settings:
     #: /redoc stay off: their pages load scripts from a public CDN
     api_docs: bool = False
 
+    # --- limits ---
+    #: ratings per minute per client address on /api/feedback; 0: no limit
+    feedback_rate_per_minute: int = 10
+    #: the feedback database stops taking ratings (507) once it is this many megabytes; 0: no cap
+    feedback_max_mb: int = 200
+    #: sign-in attempts to the chat page per client address before each further one waits
+    #: (login_backoff_seconds, doubling with every failure, at most 15 min); 0: no backoff
+    login_max_failures: int = 5
+    login_backoff_seconds: int = 1
+
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ConfigError(f"ASSISTANT_TOP_K must be at least 1, not {self.top_k}")
@@ -158,16 +168,21 @@ class Settings:
                     f"ASSISTANT_CORS_ORIGINS: {origin!r} is not an origin like "
                     "https://intranet.example.org or http://127.0.0.1:8080 (no path, no slash)"
                 )
-        # -- pii --
+        self._check_safety()
+
+    def _check_safety(self) -> None:
+        """The settings of personal data, widget keys, hardening and limits."""
         if self.pii_check not in ("block", "redact", "off"):
             raise ConfigError(
                 f"ASSISTANT_PII_CHECK must be block, redact or off, not {self.pii_check!r}"
             )
-
-        # widget keys (sec-keys): the keys themselves are checked by assistant.serve.keys
-        if self.widget_rate_per_minute < 0:
-            raise ConfigError("ASSISTANT_WIDGET_RATE_PER_MINUTE must be 0 (no limit) or more")
-
+        # the widget keys themselves are checked by assistant.serve.keys
+        names = ("widget_rate_per_minute", "feedback_rate_per_minute", "feedback_max_mb")
+        for name in (*names, "login_max_failures"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"ASSISTANT_{name.upper()} must be 0 (no limit) or more")
+        if self.login_backoff_seconds < 1:
+            raise ConfigError("ASSISTANT_LOGIN_BACKOFF_SECONDS must be at least 1 (seconds)")
         self._check_hardening()
 
     @classmethod

@@ -5,13 +5,14 @@ AccessError`) into its status code; nothing here knows about HTTP frameworks.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from assistant.errors import BusyError, NotAuthorisedError, OriginRefusedError, RateLimitedError
 
@@ -47,8 +48,14 @@ def check_origin(origin: str | None, own: str, allowed: frozenset[str]) -> None:
 class RateLimiter:
     """At most ``per_minute`` requests per client in any sliding minute (0: no limit)."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        what: str = "questions",
+    ) -> None:
         self.per_minute = per_minute
+        self.what = what
         self._clock = clock
         self._seen: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
@@ -64,7 +71,7 @@ class RateLimiter:
             if len(times) >= self.per_minute:
                 wait = max(1, math.ceil(_WINDOW_S - (now - times[0])))
                 raise RateLimitedError(
-                    f"too many questions from this client (limit {self.per_minute} a minute); "
+                    f"too many {self.what} from this client (limit {self.per_minute} a minute); "
                     f"try again in {wait} s",
                     retry_after=wait,
                 )
@@ -76,27 +83,78 @@ class RateLimiter:
 
 
 class AnswerQueue:
-    """Answers at most ``size`` questions at once; the rest wait up to ``timeout`` seconds."""
+    """Answers at most ``size`` questions at once; the rest wait up to ``timeout`` seconds.
+
+    Waiting is asynchronous (a future on the waiter's event loop), so requests waiting for a slot
+    hold no worker thread; a slot may be released from any thread. A waiter whose time runs out,
+    or whose task is cancelled, gives back a slot handed to it meanwhile.
+    """
 
     def __init__(self, size: int, timeout: float) -> None:
         self.size = size
         self.timeout = timeout
-        self._slots = threading.BoundedSemaphore(size)
+        self._free = size
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        self._lock = threading.Lock()
 
-    def acquire(self) -> None:
+    @property
+    def free(self) -> int:
+        """Slots free now (for /api/health)."""
+        return self._free
+
+    async def acquire(self) -> None:
         """Take a slot, waiting up to ``timeout``; :class:`BusyError` if none frees up."""
-        if not self._slots.acquire(timeout=self.timeout):
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, waiter))
+        try:
+            await asyncio.wait({waiter}, timeout=self.timeout)
+        except BaseException:  # the waiting task was cancelled (e.g. the server stops)
+            if self._settle(loop, waiter):
+                self.release()
+            raise
+        if not self._settle(loop, waiter):
             raise BusyError(
                 "the assistant is busy; try again in a few seconds",
                 retry_after=max(1, math.ceil(self.timeout / 6)),
             )
 
-    def release(self) -> None:
-        self._slots.release()
+    def _settle(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> bool:
+        """After waiting: True if ``waiter`` holds a slot; otherwise it leaves the line."""
+        with self._lock:
+            if waiter.done() and not waiter.cancelled():
+                return True
+            if (loop, waiter) in self._waiters:
+                self._waiters.remove((loop, waiter))
+            waiter.cancel()  # a slot handed over but not yet delivered comes back in _deliver
+            return False
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        self.acquire()
+    def release(self) -> None:
+        """Give a slot back: to the longest waiter if there is one."""
+        with self._lock:
+            while self._waiters:
+                loop, waiter = self._waiters.popleft()
+                if waiter.done() or loop.is_closed():
+                    continue
+                loop.call_soon_threadsafe(self._deliver, waiter)
+                return
+            self._free = min(self.size, self._free + 1)
+
+    def _deliver(self, waiter: asyncio.Future[None]) -> None:
+        with self._lock:
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.release()  # its waiter gave up meanwhile: the next one gets it
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """A slot for the length of the ``async with`` block."""
+        await self.acquire()
         try:
             yield
         finally:

@@ -16,13 +16,13 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from assistant.conversation import clean_question
 from assistant.errors import AssistantError, IndexError_, InputError, PersonalDataError
 from assistant.pipeline import Assistant
 from assistant.privacy import screen_turns
 from assistant.schema import Answer, Turn, passage_json
-from assistant.serve.access import AnswerQueue
 from assistant.serve.deps import (
     AssistantDep,
     FeedbackDep,
@@ -31,10 +31,12 @@ from assistant.serve.deps import (
     allowed_origin,
     bearer_token,
     token_or_widget_key,
+    within_feedback_limit,
     within_rate_limit,
 )
 from assistant.serve.feedback import MAX_COMMENT_CHARS
 from assistant.serve.hardening import public_message
+from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS, ReleasingStreamingResponse
 
 __all__ = [
     "MAX_TURNS",
@@ -47,10 +49,6 @@ __all__ = [
     "router",
     "status_for",
 ]
-
-#: earlier turns a request may carry, and the longest turn (the widget and page send far less)
-MAX_TURNS = 50
-MAX_TURN_CHARS = 8_000
 
 
 # The request bodies. Comments, not docstrings: a docstring would become the model's description
@@ -67,9 +65,14 @@ class TurnIn(BaseModel):
     def _not_too_long(cls, content: str) -> str:
         # checked after parsing: a length constraint would make pydantic refuse lone surrogates,
         # which the pipeline drops like any other character that is not text
-        if len(content) > MAX_TURN_CHARS:
-            raise ValueError(f"a turn is at most {MAX_TURN_CHARS} characters")
-        return content
+        return _at_most(content, "a turn")
+
+
+def _at_most(text: str, what: str) -> str:
+    # checked after parsing: see TurnIn
+    if len(text) > MAX_TURN_CHARS:
+        raise ValueError(f"{what} is at most {MAX_TURN_CHARS} characters")
+    return text
 
 
 #: A question and the conversation before it.
@@ -77,11 +80,21 @@ class AskIn(BaseModel):
     question: str
     history: list[TurnIn] = Field(default_factory=list, max_length=MAX_TURNS)
 
+    @field_validator("question")
+    @classmethod
+    def _question_not_too_long(cls, question: str) -> str:
+        return _at_most(question, "a question")
+
 
 #: A question and how many passages to return (the settings' top_k if not given).
 class SearchIn(BaseModel):
     question: str
     k: int | None = Field(default=None, ge=1, le=50)
+
+    @field_validator("question")
+    @classmethod
+    def _question_not_too_long(cls, question: str) -> str:
+        return _at_most(question, "a question")
 
 
 #: A rating of an answer, with an optional comment and the conversation before it.
@@ -91,6 +104,11 @@ class FeedbackIn(BaseModel):
     rating: int = Field(description="1 helpful, -1 unhelpful")
     comment: str = Field(default="", max_length=MAX_COMMENT_CHARS)
     history: list[TurnIn] = Field(default_factory=list, max_length=MAX_TURNS)
+
+    @field_validator("question", "answer")
+    @classmethod
+    def _text_not_too_long(cls, text: str) -> str:
+        return _at_most(text, "a rated question or answer")
 
 
 def status_for(err: AssistantError) -> int:
@@ -124,25 +142,30 @@ widget = APIRouter(dependencies=[Depends(token_or_widget_key), Depends(within_ra
 
 @router.get("/health")
 def health(state: StateDep) -> JSONResponse:
+    """``status`` "ok", "busy" (every answer slot taken: new questions wait) or "unavailable"
+    (503); ``slots`` and ``slots_free`` count the answer slots."""
+    slots = {"slots": state.queue.size, "slots_free": state.queue.free}
     try:
         info = state.get_assistant().index.get().describe()
     except AssistantError as err:
-        return JSONResponse(
-            {"status": "unavailable", "error": public_message(err)}, status_code=503
-        )
-    return JSONResponse({"status": "ok", "index": info})
+        body = {"status": "unavailable", "error": public_message(err), **slots}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ok" if slots["slots_free"] else "busy", "index": info, **slots})
+
+
+# The answering routes are async: waiting for a slot holds no worker thread; the work itself
+# runs in the thread pool.
 
 
 @widget.post("/ask")
-def ask(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> dict[str, Any]:
-    with queue.slot():
-        return assistant.ask(body.question, _turns(body.history)).to_json()
+async def ask(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> dict[str, Any]:
+    async with queue.slot():
+        answer = await run_in_threadpool(assistant.ask, body.question, _turns(body.history))
+    return answer.to_json()
 
 
-def _ndjson_events(
-    assistant: Assistant, question: str, turns: list[Turn], queue: AnswerQueue
-) -> Iterator[bytes]:
-    """The streamed answer's lines; releases the queue slot taken for it when done."""
+def _ndjson_events(assistant: Assistant, question: str, turns: list[Turn]) -> Iterator[bytes]:
+    """The streamed answer's lines."""
     try:
         for item in assistant.ask_stream(question, turns):
             if isinstance(item, Answer):
@@ -153,32 +176,31 @@ def _ndjson_events(
     except AssistantError as err:
         error = {"type": "error", **error_body(err), "status": status_for(err)}
         yield (json.dumps(error) + "\n").encode()
-    finally:
-        queue.release()
 
 
 @widget.post("/ask/stream")
-def ask_stream(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> StreamingResponse:
+async def ask_stream(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> StreamingResponse:
     """The answer as it is written: one JSON object a line, ``{"type": "delta", "text"}``
     while a chat model writes, then ``{"type": "answer", "answer": {...}}`` (as /api/ask),
     or ``{"type": "error", "error", "status"}``."""
     turns = _turns(body.history)
     question = clean_question(body.question, assistant.max_question_chars)  # bad: 400 now
     screen_turns(question, turns, assistant.pii_check)  # personal data: 400 now, not streamed
-    queue.acquire()  # busy → 503 before the stream starts
-    lines = _ndjson_events(assistant, body.question, turns, queue)
-    return StreamingResponse(lines, media_type="application/x-ndjson")
+    await queue.acquire()  # busy → 503 before the stream starts
+    lines = _ndjson_events(assistant, body.question, turns)
+    # the slot comes back however the response ends, the client gone included
+    return ReleasingStreamingResponse(lines, queue.release, media_type="application/x-ndjson")
 
 
 @guarded.post("/search")
-def search(body: SearchIn, assistant: AssistantDep, queue: QueueDep) -> dict[str, Any]:
+async def search(body: SearchIn, assistant: AssistantDep, queue: QueueDep) -> dict[str, Any]:
     question = clean_question(body.question, assistant.max_question_chars)
-    with queue.slot():
-        passages = assistant.search(question, body.k)
+    async with queue.slot():
+        passages = await run_in_threadpool(assistant.search, question, body.k)
     return {"question": question, "results": [passage_json(p) for p in passages]}
 
 
-@widget.post("/feedback")
+@widget.post("/feedback", dependencies=[Depends(within_feedback_limit)])
 def rate(body: FeedbackIn, feedback: FeedbackDep) -> dict[str, Any]:
     row = feedback.add(body.question, body.answer, body.rating, _turns(body.history), body.comment)
     return {"id": row}

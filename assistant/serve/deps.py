@@ -33,6 +33,7 @@ __all__ = [
     "feedback_store",
     "server_state",
     "token_or_widget_key",
+    "within_feedback_limit",
     "within_rate_limit",
 ]
 
@@ -49,18 +50,23 @@ class ServerState:
     allowed_origins: frozenset[str]
     assistant: Assistant | None = field(default=None)
     widget_keys: WidgetKeys = field(default_factory=WidgetKeys)
+    #: limits: feedback's own per-client rate limit
+    feedback_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
 
     @classmethod
     def from_settings(cls, settings: Settings, assistant: Assistant | None = None) -> ServerState:
         """The state for ``settings``; without ``assistant``, one is made from them when needed."""
         return cls(
             settings=settings,
-            feedback=FeedbackStore(settings.data_dir, settings.pii_check),
+            feedback=FeedbackStore(
+                settings.data_dir, settings.pii_check, settings.feedback_max_mb * 1_000_000
+            ),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             queue=AnswerQueue(settings.max_concurrent, settings.queue_timeout),
             allowed_origins=frozenset(settings.cors_origins),
             assistant=assistant,
             widget_keys=WidgetKeys.from_settings(settings),
+            feedback_limiter=RateLimiter(settings.feedback_rate_per_minute, what="ratings"),
         )
 
     def get_assistant(self) -> Assistant:
@@ -132,6 +138,12 @@ async def token_or_widget_key(request: Request) -> None:
 async def within_rate_limit(request: Request) -> None:
     """Dependency: refuse (429 with Retry-After) a client over its requests a minute."""
     server_state(request).limiter.check(request.client.host if request.client else "unknown")
+
+
+async def within_feedback_limit(request: Request) -> None:
+    """Dependency (limits): refuse (429 with Retry-After) a client over its ratings a minute."""
+    limiter = server_state(request).feedback_limiter
+    limiter.check(request.client.host if request.client else "unknown")
 
 
 StateDep = Annotated[ServerState, Depends(server_state)]

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from assistant.errors import InputError
+from assistant.errors import InputError, StorageFullError
 from assistant.privacy import redact, screen, screen_turns
 from assistant.schema import Turn
+from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS
 
 __all__ = ["FEEDBACK_FILE", "MAX_COMMENT_CHARS", "FeedbackStore"]
 
@@ -40,10 +41,11 @@ CREATE TABLE IF NOT EXISTS feedback (
 class FeedbackStore:
     """Adds ratings and comments; one connection per call, so any thread may use it."""
 
-    def __init__(self, data_dir: Path, pii_check: str = "block") -> None:
+    def __init__(self, data_dir: Path, pii_check: str = "block", max_bytes: int = 0) -> None:
         self.path = data_dir / FEEDBACK_FILE
         #: the personal-data guard (ASSISTANT_PII_CHECK): block, redact or off
         self.pii_check = pii_check
+        self.max_bytes = max_bytes  # 0: no cap on the database's size
         self._lock = threading.Lock()
         self._ready = False
 
@@ -76,6 +78,8 @@ class FeedbackStore:
         question, history = screen_turns(question, history, self.pii_check, "feedback")
         comment = screen([comment], self.pii_check, "comment")[0]
         answer = answer if self.pii_check == "off" else redact(answer)
+        _check_sizes(question, answer, history)
+        self._check_room()
         turns = json.dumps([{"role": t.role, "content": t.content} for t in history])
         created = datetime.now(UTC).isoformat(timespec="seconds")
         conn = self._connect()
@@ -93,6 +97,18 @@ class FeedbackStore:
             raise InputError(f"cannot store feedback in {self.path}: {err}") from err
         finally:
             conn.close()
+
+    def _check_room(self) -> None:
+        """limits: refuse new rows once the database (with its WAL) reaches ``max_bytes``."""
+        if self.max_bytes <= 0:
+            return
+        wal = self.path.with_name(self.path.name + "-wal")
+        size = sum(p.stat().st_size for p in (self.path, wal) if p.exists())
+        if size >= self.max_bytes:
+            raise StorageFullError(
+                f"the feedback store is full ({self.max_bytes // 1_000_000} MB); "
+                "tell the service owner"
+            )
 
     def comment(self, row_id: int, comment: str) -> None:
         """Attach (or replace) the comment of a stored rating."""
@@ -129,3 +145,14 @@ def _comment(text: str) -> str:
     if len(text) > MAX_COMMENT_CHARS:
         raise InputError(f"a comment is at most {MAX_COMMENT_CHARS} characters")
     return text
+
+
+def _check_sizes(question: str, answer: str, history: Sequence[Turn]) -> None:
+    """limits: the same bounds as the API's fields, for every path that stores a rating."""
+    if len(question) > MAX_TURN_CHARS or len(answer) > MAX_TURN_CHARS:
+        raise InputError(f"a rated question or answer is at most {MAX_TURN_CHARS} characters")
+    if len(history) > MAX_TURNS or any(len(t.content) > MAX_TURN_CHARS for t in history):
+        raise InputError(
+            f"the conversation of a rating is at most {MAX_TURNS} turns "
+            f"of {MAX_TURN_CHARS} characters"
+        )

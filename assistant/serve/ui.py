@@ -26,6 +26,7 @@ from assistant.privacy import screen
 from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.serve.feedback import FeedbackStore
 from assistant.serve.hardening import public_message
+from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS
 
 __all__ = [
     "EXAMPLES",
@@ -253,7 +254,8 @@ def _content(message: dict[str, Any]) -> str:
 
 
 def history_turns(history: Sequence[Any]) -> list[Turn]:
-    """The conversation as the pipeline wants it: user and answer texts, sources left out."""
+    """The conversation as the pipeline wants it: user and answer texts, sources left out; the
+    latest :data:`MAX_TURNS` turns, each cut to :data:`MAX_TURN_CHARS` (as the API allows)."""
     turns: list[Turn] = []
     for m in history:
         if not isinstance(m, dict) or _is_sources(m) or m.get("role") not in ("user", "assistant"):
@@ -262,8 +264,8 @@ def history_turns(history: Sequence[Any]) -> list[Turn]:
         if m["role"] == "assistant":
             text = plain_text(text).removeprefix(f"{DECLINED_HEADING}. ")
         if text.strip():
-            turns.append(Turn(str(m["role"]), text))
-    return turns
+            turns.append(Turn(str(m["role"]), text[:MAX_TURN_CHARS]))
+    return turns[-MAX_TURNS:]
 
 
 def rated_exchange(history: Sequence[Any], index: int) -> tuple[str, str, list[Turn]] | None:

@@ -17,11 +17,10 @@ them through :mod:`assistant.serve.deps` (``Depends``); :func:`create_app` only 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import cast
 
 import gradio as gr
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,6 +30,7 @@ from assistant.pipeline import Assistant
 from assistant.serve import api, hardening, pages
 from assistant.serve.deps import ServerState
 from assistant.serve.keys import KEY_HEADER, WidgetCORSMiddleware
+from assistant.serve.limits import MAX_BODY_BYTES, BodyLimit, LoginBackoff, LoginGuard
 from assistant.serve.pages import WIDGET_JS
 from assistant.serve.ui import UI_CSS, build_ui
 from assistant.settings import Settings
@@ -38,9 +38,6 @@ from assistant.settings import Settings
 __all__ = ["MAX_BODY_BYTES", "WIDGET_JS", "create_app"]
 
 log = logging.getLogger(__name__)
-
-#: largest request body the API reads (a question, its history, feedback): more is a 413
-MAX_BODY_BYTES = 256_000
 
 
 def _refusal(err: AccessError) -> JSONResponse:
@@ -76,19 +73,6 @@ async def on_invalid(_: Request, err: RequestValidationError) -> JSONResponse:
     return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
 
 
-async def refuse_large_bodies(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """413 for an API call whose body is over :data:`MAX_BODY_BYTES`, before it is read."""
-    if request.url.path.startswith("/api/") and request.method != "OPTIONS":
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse(
-                {"error": f"the request is over {MAX_BODY_BYTES // 1000} kB"}, status_code=413
-            )
-    return await call_next(request)
-
-
 def _mount_ui(app: FastAPI, state: ServerState) -> FastAPI:
     """The Gradio chat page at ``/``, behind the settings' logins if there are any."""
     settings = state.settings
@@ -120,7 +104,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         **hardening.docs_routes(settings),
     )
     app.state.server = state = ServerState.from_settings(settings, assistant)
-    app.middleware("http")(refuse_large_bodies)
+    # limits: bodies counted as they arrive (413), backoff after failed chat-page logins (429)
+    app.add_middleware(BodyLimit)
+    guard = LoginGuard(settings.login_max_failures, settings.login_backoff_seconds)
+    app.add_middleware(LoginBackoff, guard=guard)
     # outermost: answers preflight requests and adds the CORS headers for allowed origins
     app.add_middleware(
         WidgetCORSMiddleware,  # CORSMiddleware, plus the widget keys' origins on their routes

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from assistant.errors import BusyError, NotAuthorisedError, OriginRefusedError, RateLimitedError
@@ -62,26 +60,16 @@ def test_no_rate_limit_when_zero() -> None:
         limiter.check("a")
 
 
-def test_the_queue_runs_at_most_size_at_once_and_refuses_after_the_timeout() -> None:
+async def test_the_queue_runs_at_most_size_at_once_and_refuses_after_the_timeout() -> None:
     queue = AnswerQueue(2, timeout=0.2)
-    inside = threading.Barrier(3)
-    release = threading.Event()
-
-    def hold() -> None:
-        with queue.slot():
-            inside.wait()
-            release.wait(5)
-
-    holders = [threading.Thread(target=hold) for _ in range(2)]
-    for t in holders:
-        t.start()
-    inside.wait()  # both slots taken
-    with pytest.raises(BusyError) as busy, queue.slot():
-        pass
+    await queue.acquire()
+    await queue.acquire()  # both slots taken
+    assert queue.free == 0
+    with pytest.raises(BusyError) as busy:
+        await queue.acquire()
     assert busy.value.status == 503
     assert busy.value.retry_after is not None
-    release.set()
-    for t in holders:
-        t.join()
-    with queue.slot():  # free again
-        pass
+    queue.release()
+    async with queue.slot():  # free again
+        assert queue.free == 0
+    assert queue.free == 1
