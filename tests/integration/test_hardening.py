@@ -4,6 +4,7 @@ headers, the docs off, Host and X-Forwarded-For not trusted, error bodies withou
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,7 +170,10 @@ def test_the_log_holds_no_question_text(server: str, log_path: Path) -> None:
     httpx.post(f"{server}/gradio_api/queue/join", json=bad_list, timeout=30)
     httpx.post(f"{server}/api/ask", json={"question": [SECRET_QUESTION]}, timeout=30)
     for i in range(3):  # a made-up session: Gradio's traceback, once a line at most
-        httpx.get(f"{server}/gradio_api/queue/data?session_hash=made-up-{i}", timeout=30)
+        # Gradio raises inside the event stream it has started, so the server ends the
+        # connection without the last chunk: the client sees a broken stream, not an answer
+        with contextlib.suppress(httpx.RemoteProtocolError):
+            httpx.get(f"{server}/gradio_api/queue/data?session_hash=made-up-{i}", timeout=30)
     log = log_path.read_text(errors="replace")
     assert "Zanzibar" not in log
     assert "Traceback" not in log
