@@ -51,6 +51,7 @@ __all__ = [
     "is_gradio_path",
     "public_message",
     "quiet_logs",
+    "refusal",
 ]
 
 log = logging.getLogger(__name__)
@@ -155,12 +156,13 @@ class GradioGuard:
             if scope["type"] == "http":
                 self.check(scope)
         except AccessError as err:
-            await _refusal(err)(scope, receive, send)
+            await refusal(err)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
 
-def _refusal(err: AccessError) -> JSONResponse:
+def refusal(err: AccessError) -> JSONResponse:
+    """A refusal as its status, ``{"error"}`` and headers (Retry-After, WWW-Authenticate)."""
     headers = {}
     if err.retry_after is not None:
         headers["Retry-After"] = str(err.retry_after)

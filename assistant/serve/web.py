@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from assistant.errors import AccessError, AssistantError, NotAuthorisedError
+from assistant.errors import AccessError, AssistantError
 from assistant.pipeline import Assistant
 from assistant.serve import api, hardening, pages
 from assistant.serve.deps import ServerState
@@ -40,19 +40,10 @@ __all__ = ["MAX_BODY_BYTES", "WIDGET_JS", "create_app"]
 log = logging.getLogger(__name__)
 
 
-def _refusal(err: AccessError) -> JSONResponse:
-    headers = {}
-    if err.retry_after is not None:
-        headers["Retry-After"] = str(err.retry_after)
-    if isinstance(err, NotAuthorisedError):
-        headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"error": str(err)}, status_code=err.status, headers=headers)
-
-
 async def on_assistant_error(_: Request, err: AssistantError) -> JSONResponse:
     """An :class:`AssistantError` as its status and ``{"error"}`` (refusals with their headers)."""
     if isinstance(err, AccessError):
-        return _refusal(err)
+        return hardening.refusal(err)
     return JSONResponse(api.error_body(err), status_code=api.status_for(err))
 
 

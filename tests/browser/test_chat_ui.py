@@ -25,7 +25,7 @@ def _open(page: Page, site: Site) -> None:
     page.get_by_label("Your question").wait_for()
 
 
-def _ask(page: Page, question: str) -> Locator:
+def ask_page(page: Page, question: str) -> Locator:
     """Type the question, press Enter, wait for the finished answer; return the last bot message."""
     bots = page.locator('[data-testid="bot"]')
     before = bots.count()
@@ -60,7 +60,7 @@ def test_an_answer_has_citation_markers_and_a_sources_block(page: Page, site: Si
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     _open(page, site)
-    _ask(page, "How many CCGs manage most of the NHS commissioning budget?")
+    ask_page(page, "How many CCGs manage most of the NHS commissioning budget?")
     answer = page.locator('[data-testid="bot"]').first.inner_text()
     assert "209" in answer
     assert "[1]" in answer
@@ -79,8 +79,8 @@ def test_an_answer_has_citation_markers_and_a_sources_block(page: Page, site: Si
 
 def test_a_follow_up_uses_the_previous_turn(page: Page, site: Site) -> None:
     _open(page, site)
-    _ask(page, "What is Specialised Commissioning?")
-    _ask(page, "Who hosts it?")
+    ask_page(page, "What is Specialised Commissioning?")
+    ask_page(page, "Who hosts it?")
     answers = page.locator('[data-testid="bot"]').all_inner_texts()
     follow_up = answers[-2]  # the last message is its Sources block
     assert "Leicestershire" in follow_up
@@ -91,7 +91,7 @@ def test_a_declined_answer_looks_different_and_offers_the_closest_passages(
     page: Page, site: Site
 ) -> None:
     _open(page, site)
-    _ask(page, "What is the boiling point of water at the top of Mount Everest?")
+    ask_page(page, "What is the boiling point of water at the top of Mount Everest?")
     declined = page.locator(".declined")
     assert declined.count() == 1
     assert "Not covered by the guidance" in declined.inner_text()
@@ -103,7 +103,7 @@ def test_a_declined_answer_looks_different_and_offers_the_closest_passages(
 
 def test_markup_in_a_document_is_shown_as_text_and_never_runs(page: Page, site: Site) -> None:
     _open(page, site)
-    _ask(page, HOSTILE_QUESTION)
+    ask_page(page, HOSTILE_QUESTION)
     page.get_by_text("Sources (").last.click()
     conversation = page.get_by_role("log")
     text = conversation.inner_text()
@@ -119,7 +119,7 @@ def test_markup_in_a_document_is_shown_as_text_and_never_runs(page: Page, site: 
 def test_thumbs_down_with_a_comment_is_stored(page: Page, site: Site) -> None:
     _open(page, site)
     question = "Is procurement the same as commissioning?"
-    _ask(page, question)
+    ask_page(page, question)
     page.get_by_role("button", name="Dislike").last.click()
     page.get_by_text("your rating is saved").wait_for()
     comment = page.get_by_label("Comment on this answer (optional)")
@@ -143,13 +143,13 @@ def test_thumbs_down_with_a_comment_is_stored(page: Page, site: Site) -> None:
 
 def test_new_chat_starts_again(page: Page, site: Site) -> None:
     _open(page, site)
-    _ask(page, "What is Specialised Commissioning?")
+    ask_page(page, "What is Specialised Commissioning?")
     assert page.locator('[data-testid="bot"]').count() >= 1
     page.get_by_role("button", name="New chat").click()
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"bot\"]').length == 0")
     assert page.get_by_text(EXAMPLES[0], exact=True).is_visible()
     # the conversation is gone for the assistant too: a bare follow-up has nothing to follow
-    _ask(page, "What is the capital of France?")
+    ask_page(page, "What is the capital of France?")
     assert page.locator(".declined").count() == 1
 
 
@@ -168,7 +168,7 @@ def test_personal_data_stays_out_of_the_conversation(page: Page, site: Site) -> 
     assert page.locator('[data-testid="user"]').count() == 0  # never entered the conversation
     assert page.locator('[data-testid="bot"]').count() == 0
     box.fill("")
-    _ask(page, "How many CCGs manage most of the NHS commissioning budget?")
+    ask_page(page, "How many CCGs manage most of the NHS commissioning budget?")
     assert "209" in page.locator('[data-testid="bot"]').first.inner_text()
     assert page.locator('[data-testid="user"]').count() == 1  # only the question answered
     assert "943" not in page.locator("body").inner_text()

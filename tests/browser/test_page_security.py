@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import Site
+from test_chat_ui import ask_page
 from test_widget import CCG_QUESTION, ask, open_widget, origin
 
 from devtools.servers import free_port, static_site
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-ANSWER_TIMEOUT = 30_000
 FRAME_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Another site</title></head>
 <body><h1>Another site</h1><iframe id="chat" src="{app}/" width="800" height="600"></iframe>
@@ -38,27 +38,12 @@ def _csp_messages(page: Page) -> list[str]:
     return messages
 
 
-def _ask(page: Page, question: str) -> str:
-    bots = page.locator('[data-testid="bot"]')
-    before = bots.count()
-    box = page.get_by_label("Your question")
-    box.fill(question)
-    box.press("Enter")
-    page.wait_for_function(
-        "n => document.querySelectorAll('[data-testid=\"bot\"]').length > n",
-        arg=before,
-        timeout=ANSWER_TIMEOUT,
-    )
-    page.get_by_role("button", name="Ask").wait_for(timeout=ANSWER_TIMEOUT)
-    page.wait_for_timeout(300)
-    return bots.first.inner_text()
-
-
 def test_the_chat_page_works_under_the_csp(page: Page, site: Site) -> None:
     violations = _csp_messages(page)
     page.goto(site.app + "/")
     page.get_by_label("Your question").wait_for()
-    answer = _ask(page, "How many CCGs manage most of the NHS commissioning budget?")
+    ask_page(page, "How many CCGs manage most of the NHS commissioning budget?")
+    answer = page.locator('[data-testid="bot"]').first.inner_text()
     assert "209" in answer
     page.get_by_text("Sources (").last.click()
     page.wait_for_timeout(300)
@@ -93,7 +78,7 @@ def test_an_image_in_the_question_is_shown_as_text_and_never_loaded(page: Page, 
     page.goto(site.app + "/")
     page.get_by_label("Your question").wait_for()
     question = f"What is ![pixel]({tracker}) commissioning?"
-    _ask(page, question)
+    ask_page(page, question)
     user = page.locator('[data-testid="user"]').first
     assert user.locator("img").count() == 0
     assert f"![pixel]({tracker})" in user.inner_text()
