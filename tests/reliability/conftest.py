@@ -38,6 +38,12 @@ def real_server(real_index: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         yield base
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count each passing test of the security review's findings (``test_review_*.py``)."""
+    if report.when == "call" and report.passed and "/test_review_" in report.nodeid:
+        TALLY.add(review_findings_checked=1)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not TALLY.used:
         return

@@ -51,6 +51,8 @@ class Tally:
     errors: int = 0
     kills_survived: int = 0
     bad_inputs_tried: int = 0
+    #: tests of the security review's findings (tests/reliability/test_review_*.py) run
+    review_findings_checked: int = 0
     builds_resumed: int = 0
     #: channel → {"requests", "p50_ms", "p95_ms", "seconds", ...}
     latency: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -72,7 +74,8 @@ class Tally:
         return (
             f"reliability: {self.requests_sent} requests sent, {self.errors} errors, "
             f"{self.kills_survived} kills survived ({self.builds_resumed} builds resumed), "
-            f"{self.bad_inputs_tried} bad inputs tried"
+            f"{self.bad_inputs_tried} bad inputs tried, "
+            f"{self.review_findings_checked} security review checks passed"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -81,6 +84,7 @@ class Tally:
             "errors": self.errors,
             "kills_survived": self.kills_survived,
             "bad_inputs_tried": self.bad_inputs_tried,
+            "review_findings_checked": self.review_findings_checked,
             "latency": self.latency,
         }
 
