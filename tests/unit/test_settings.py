@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,13 @@ def test_settings_are_frozen_and_with_checks_values() -> None:
         s.with_(top_k=0)
     with pytest.raises(AttributeError):
         s.top_k = 3  # type: ignore[misc]
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [
+        f"ASSISTANT_{f.name.upper()}"
+        for f in dataclasses.fields(Settings)
+        if f"ASSISTANT_{f.name.upper()}" not in readme
+    ]
+    assert missing == []
