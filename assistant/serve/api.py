@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from assistant.conversation import clean_question
@@ -75,26 +75,20 @@ def _at_most(text: str, what: str) -> str:
     return text
 
 
+#: a question of any request: at most MAX_TURN_CHARS, checked after parsing (see TurnIn)
+Question = Annotated[str, AfterValidator(lambda text: _at_most(text, "a question"))]
+
+
 #: A question and the conversation before it.
 class AskIn(BaseModel):
-    question: str
+    question: Question
     history: list[TurnIn] = Field(default_factory=list, max_length=MAX_TURNS)
-
-    @field_validator("question")
-    @classmethod
-    def _question_not_too_long(cls, question: str) -> str:
-        return _at_most(question, "a question")
 
 
 #: A question and how many passages to return (the settings' top_k if not given).
 class SearchIn(BaseModel):
-    question: str
+    question: Question
     k: int | None = Field(default=None, ge=1, le=50)
-
-    @field_validator("question")
-    @classmethod
-    def _question_not_too_long(cls, question: str) -> str:
-        return _at_most(question, "a question")
 
 
 #: A rating of an answer, with an optional comment and the conversation before it.
