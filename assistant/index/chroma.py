@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 import chromadb
 import httpx
 import numpy as np
+import tenacity
 from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InternalError as ChromaInternalError
@@ -82,13 +83,32 @@ def _unavailable(server: object, err: Exception) -> StoreUnavailableError:
     )
 
 
+def _locked(err: BaseException) -> bool:
+    """Chroma's own SQLite file was busy: an embedded client's background work (applying its
+    write log) holding the lock at the moment of a write. It passes; the write can be tried
+    again (every write here is idempotent: set, delete, or add of the same ids and vectors)."""
+    return isinstance(err, ChromaInternalError) and "database is locked" in str(err)
+
+
+#: a busy SQLite file is tried again for up to ~10 s, then its error stands
+_retry_when_locked = tenacity.retry(
+    retry=tenacity.retry_if_exception(_locked),
+    stop=tenacity.stop_after_delay(10),
+    wait=tenacity.wait_exponential(multiplier=0.05, max=2),
+    before_sleep=tenacity.before_sleep_log(log, logging.INFO),
+    reraise=True,
+)
+
+
 def _server_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """A Chroma server going away (a transport error) becomes :class:`StoreUnavailableError`."""
+    """A Chroma server going away (a transport error) becomes :class:`StoreUnavailableError`;
+    an embedded store's busy SQLite file is waited for (:func:`_locked`)."""
+    retried = _retry_when_locked(method)
 
     @functools.wraps(method)
     def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
-            return method(*args, **kwargs)
+            return retried(*args, **kwargs)
         except httpx.TransportError as err:
             raise _unavailable("", err) from err
 
@@ -221,7 +241,8 @@ class ChromaStore(_Counted):
     def set_search_ef(self, ef: int) -> None:
         """How many neighbours the vector index explores per query (HNSW ``ef_search``; kept
         with the collection, so it applies to every reader of it, this build's and later)."""
-        self.collection.modify(configuration={"hnsw": {"ef_search": ef}})
+        if self.search_ef() != ef:  # a copied build's collection has it already: no write
+            self.collection.modify(configuration={"hnsw": {"ef_search": ef}})
 
     def search_ef(self) -> int | None:
         hnsw = (self.collection.configuration or {}).get("hnsw") or {}

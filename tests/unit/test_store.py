@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
+from chromadb.errors import InternalError as ChromaInternalError
 from fakes import FakeEmbedder
 
 from assistant.chunking import unit_id
@@ -66,3 +67,41 @@ def test_sentences_of_a_format_1_index_are_read_by_id(client: Any) -> None:
     got = units.embeddings([ids[1], "plain-1#8"])
     assert list(got) == [ids[1]]
     assert np.allclose(got[ids[1]], vec[1])
+
+
+class _BusyOnce:
+    """A collection whose first ``modify`` finds Chroma's SQLite file busy (as a background
+    write of an embedded client can make it), or fails for good with another error."""
+
+    def __init__(self, error: str, failures: int) -> None:
+        self.error, self.failures, self.calls = error, failures, 0
+        self.configuration: dict[str, Any] = {"hnsw": {"ef_search": 10}}
+
+    def modify(self, configuration: dict[str, Any]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ChromaInternalError(self.error)
+        self.configuration = configuration
+
+
+LOCKED = "Database error: error returned from database: (code: 5) database is locked"
+
+
+def test_a_busy_chroma_file_is_waited_for_and_the_write_goes_through(client: Any) -> None:
+    store = ChromaStore(client, "guidance")
+    busy = _BusyOnce(LOCKED, failures=2)
+    store.collection = cast(Any, busy)
+    store.set_search_ef(64)
+    assert busy.calls == 3
+    assert store.search_ef() == 64
+    store.set_search_ef(64)  # unchanged: not written again
+    assert busy.calls == 3
+
+
+def test_other_chroma_errors_are_not_retried(client: Any) -> None:
+    store = ChromaStore(client, "guidance")
+    broken = _BusyOnce("Database error: disk I/O error", failures=5)
+    store.collection = cast(Any, broken)
+    with pytest.raises(ChromaInternalError, match="disk I/O"):
+        store.set_search_ef(64)
+    assert broken.calls == 1
