@@ -6,8 +6,8 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev chromium index run test lint format eval calibrate clean \
-        distractors bench
+.PHONY: help install install-dev chromium services index run test lint format eval calibrate \
+        clean distractors bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,12 @@ chromium: ## install Debian's Chromium for the browser tests (needs root or sudo
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+services: ## install Debian's PostgreSQL and nginx for the replica tests (needs root or sudo)
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 && \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql nginx >/dev/null; }
+
 index: install ## build or update the index from corpus/ (exit 6: some files skipped)
 	$(BIN)/assistant index
 
@@ -43,7 +49,7 @@ run: install ## build the index if missing, then serve http://127.0.0.1:7860
 	@test -f $${ASSISTANT_INDEX_DIR:-index}/CURRENT || $(BIN)/assistant index || [ $$? -eq 6 ]
 	$(BIN)/python app.py
 
-test: install-dev chromium ## run the whole test suite, then the evaluation gate on every set
+test: install-dev chromium services ## run the whole test suite, then the evaluation gate on every set
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --junitxml=test-reports/junit.xml
 	HF_HUB_OFFLINE=1 $(BIN)/assistant eval --gate eval/thresholds.toml --report test-reports/eval
 

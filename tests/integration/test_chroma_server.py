@@ -26,50 +26,27 @@ from assistant.index import IndexHandle, build_index, collection_names
 from assistant.index.chroma import ChromaServer, server_client
 from assistant.pipeline import Assistant
 from assistant.settings import DEFAULT_SEARCH_EF
+from devtools import servers
+from devtools.servers import ServerStartError
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMA = Path(sys.executable).with_name("chroma")
 CCG = "How many CCGs manage most of the NHS commissioning budget?"
 NEW_DOC = (
     "Quokka panel\n\nThe quokka liaison panel for commissioning meets on the ninth Thursday.\n"
 )
 
 
-class ChromaProcess:
-    """A real Chroma server (``chroma run`` from the chromadb package) on loopback."""
+class ChromaProcess(servers.ChromaProcess):
+    """:class:`devtools.servers.ChromaProcess`, whose start failing fails the test."""
 
-    def __init__(self, path: Path, port: int) -> None:
-        self.path, self.port = path, port
-        self.server = ChromaServer("127.0.0.1", port)
-        self.log = path.parent / f"chroma-{port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ChromaServer:
-        with self.log.open("a") as log:
-            self.proc = subprocess.Popen(
-                [str(CHROMA), "run", "--path", str(self.path), "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                stdout=log, stderr=log, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                url = f"http://127.0.0.1:{self.port}/api/v2/heartbeat"
-                if httpx.get(url, timeout=1).is_success:
-                    return self.server
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chroma run did not start:\n{self.log.read_text()}")
-            time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        self.proc = None
+    def start(self) -> ChromaServer:  # type: ignore[override]
+        try:
+            host, port = super().start()
+        except ServerStartError as err:
+            pytest.fail(str(err))
+        return ChromaServer(host, port)
 
 
 @contextmanager
