@@ -25,13 +25,12 @@ tests may build many apps. With ``PROMETHEUS_MULTIPROC_DIR`` set (before the pro
 prometheus-client reads it at import), every process writes its values to files there and a
 scrape of any process merges them (:class:`~prometheus_client.multiprocess.MultiProcessCollector`
 on a fresh registry, prometheus-client's documented pattern); the queue gauges then sum the live
-processes' values, and a process that exits normally takes its gauges with it.
+processes' values: a process that shuts down (the app's lifespan ends, :meth:`Metrics.close`)
+takes its gauges with it.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
 import os
 import time
 from collections.abc import Callable, Iterator, MutableMapping
@@ -246,12 +245,6 @@ class IndexCollector:
         )
 
 
-@functools.cache
-def _forget_at_exit(folder: str) -> None:
-    """At a normal exit, remove this process's live gauges from ``folder`` (once a process)."""
-    atexit.register(multiprocess.mark_process_dead, os.getpid(), folder)
-
-
 class Metrics:
     """The server's metrics, in a registry of their own (one per app)."""
 
@@ -299,12 +292,18 @@ class Metrics:
                 self.answers.labels(channel, outcome)
         for route in TIMED_ROUTES:
             self.duration.labels(route)
-        if self.multiprocess_dir is not None:
-            _forget_at_exit(self.multiprocess_dir)
-        else:  # one process: its CPU, memory, file descriptors, Python version, collections
+        if (
+            self.multiprocess_dir is None
+        ):  # one process: its CPU, memory, file descriptors, Python version, collections
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
             GCCollector(registry=registry)
+
+    def close(self) -> None:
+        """At the app's shutdown: with a shared folder, this process's live gauges leave it (its
+        counts stay: they happened)."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
 
     def answer(self, channel: str, declined: bool) -> None:
         """An answer (or a decline, also a refusal ``not_covered``) on ``channel``."""

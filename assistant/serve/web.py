@@ -18,6 +18,8 @@ them through :mod:`assistant.serve.deps` (``Depends``); :func:`create_app` only 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import cast
 
 import gradio as gr
@@ -88,6 +90,15 @@ def _mount_ui(app: FastAPI, state: ServerState) -> FastAPI:
     return cast(FastAPI, mounted)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """metrics: at shutdown, this process's live gauges leave the replicas' shared folder."""
+    try:
+        yield
+    finally:
+        app.state.server.metrics.close()
+
+
 def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAPI:
     """The server's app. ``assistant`` is created from ``settings`` on first use if not given."""
     app = FastAPI(
@@ -98,6 +109,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
             StarletteHTTPException: on_http_error,
             RequestValidationError: on_invalid,
         },
+        lifespan=_lifespan,
         **hardening.docs_routes(settings),
     )
     app.state.server = state = ServerState.from_settings(settings, assistant)

@@ -25,6 +25,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from assistant.answer.calibration import Calibration
+from assistant.errors import ConfigError
 from assistant.index import IndexHandle
 from assistant.pipeline import Assistant
 from assistant.serve.access import AnswerQueue
@@ -486,3 +487,8 @@ def test_the_alert_rules_use_only_metrics_the_server_gives(client: TestClient) -
 def test_the_readme_shows_the_alert_rules_as_shipped() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert f"```yaml\n{ALERTS.read_text(encoding='utf-8')}```" in readme
+
+
+def test_a_shared_folder_that_is_not_there_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR"):
+        Metrics(multiprocess_dir=str(tmp_path / "missing"))
