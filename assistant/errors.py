@@ -17,6 +17,7 @@
     │                              error); the assistant answers extractively instead
     └── AccessError                a request the server refuses to take
         ├── NotAuthorisedError     no or a wrong bearer token (HTTP 401)
+        │   └── WidgetKeyUnknownError  a widget key no configuration holds (HTTP 401)
         ├── OriginRefusedError     a page on an origin not allowed (HTTP 403)
         ├── RateLimitedError       too many requests from one client (HTTP 429, retry_after)
         ├── BusyError              the answer queue stayed full too long (HTTP 503, retry_after)
@@ -55,6 +56,7 @@ __all__ = [
     "StoreUnavailableError",
     "SwitchedOffError",
     "WidgetKeyRefusedError",
+    "WidgetKeyUnknownError",
 ]
 
 
@@ -159,6 +161,11 @@ class WidgetKeyRefusedError(AccessError):
     not open (HTTP 403)."""
 
     status = 403
+
+
+class WidgetKeyUnknownError(NotAuthorisedError):
+    """metrics: a widget key that no configuration holds, or no longer (HTTP 401), told apart
+    from a wrong bearer token."""
 
 
 # --- hardening --------------------------------------------------------------------------------

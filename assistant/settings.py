@@ -111,6 +111,9 @@ class Settings:
     #: serve the API schema at /openapi.json (behind the token when one is set); /docs and
     #: /redoc stay off: their pages load scripts from a public CDN
     api_docs: bool = False
+    #: metrics: serve Prometheus metrics at /metrics (behind the API token when one is set);
+    #: off: 404
+    metrics: bool = True
 
     # --- limits ---
     #: ratings per minute per client address on /api/feedback; 0: no limit

@@ -88,14 +88,23 @@ class AnswerQueue:
     Waiting is asynchronous (a future on the waiter's event loop), so requests waiting for a slot
     hold no worker thread; a slot may be released from any thread. A waiter whose time runs out,
     or whose task is cancelled, gives back a slot handed to it meanwhile.
+    ``on_change(waiting, in_use)`` (metrics) is told every change, in order.
     """
 
-    def __init__(self, size: int, timeout: float) -> None:
+    def __init__(
+        self, size: int, timeout: float, on_change: Callable[[int, int], None] | None = None
+    ) -> None:
         self.size = size
         self.timeout = timeout
         self._free = size
         self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
         self._lock = threading.Lock()
+        self._on_change = on_change
+
+    def _changed(self) -> None:
+        """metrics: report the queue (called holding the lock, so reports keep their order)."""
+        if self._on_change is not None:
+            self._on_change(len(self._waiters), self.size - self._free)
 
     @property
     def free(self) -> int:
@@ -108,9 +117,11 @@ class AnswerQueue:
         with self._lock:
             if self._free > 0 and not self._waiters:
                 self._free -= 1
+                self._changed()
                 return
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append((loop, waiter))
+            self._changed()
         try:
             await asyncio.wait({waiter}, timeout=self.timeout)
         except BaseException:  # the waiting task was cancelled (e.g. the server stops)
@@ -130,6 +141,7 @@ class AnswerQueue:
                 return True
             if (loop, waiter) in self._waiters:
                 self._waiters.remove((loop, waiter))
+                self._changed()
             waiter.cancel()  # a slot handed over but not yet delivered comes back in _deliver
             return False
 
@@ -141,8 +153,10 @@ class AnswerQueue:
                 if waiter.done() or loop.is_closed():
                     continue
                 loop.call_soon_threadsafe(self._deliver, waiter)
+                self._changed()
                 return
             self._free = min(self.size, self._free + 1)
+            self._changed()
 
     def _deliver(self, waiter: asyncio.Future[None]) -> None:
         with self._lock:

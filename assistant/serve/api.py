@@ -5,16 +5,18 @@ need the bearer token and count against the client's rate limit (:mod:`assistant
 Asking and feedback also take a widget key from one of its origins instead of the token
 (:mod:`assistant.serve.keys`); a widget key anywhere else is a 403.
 Answering takes a slot in the answer queue, so a busy server says 503 with Retry-After.
+Beside the API, ``GET /metrics`` (:data:`scrape`): Prometheus metrics behind the same origin
+check and bearer token, never a widget key, and no rate limit (:mod:`assistant.serve.metrics`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -27,9 +29,11 @@ from assistant.serve.deps import (
     AssistantDep,
     FeedbackDep,
     QueueDep,
+    RecordAnswerDep,
     StateDep,
     allowed_origin,
     bearer_token,
+    metrics_on,
     token_or_widget_key,
     within_feedback_limit,
     within_rate_limit,
@@ -37,6 +41,7 @@ from assistant.serve.deps import (
 from assistant.serve.feedback import MAX_COMMENT_CHARS
 from assistant.serve.hardening import public_message
 from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS, ReleasingStreamingResponse
+from assistant.serve.metrics import serving_build
 
 __all__ = [
     "MAX_TURNS",
@@ -47,6 +52,7 @@ __all__ = [
     "TurnIn",
     "error_body",
     "router",
+    "scrape",
     "status_for",
 ]
 
@@ -152,17 +158,23 @@ def health(state: StateDep) -> JSONResponse:
 
 
 @widget.post("/ask")
-async def ask(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> dict[str, Any]:
+async def ask(
+    body: AskIn, assistant: AssistantDep, queue: QueueDep, record: RecordAnswerDep
+) -> dict[str, Any]:
     async with queue.slot():
         answer = await run_in_threadpool(assistant.ask, body.question, _turns(body.history))
+    record(answer.refused)
     return answer.to_json()
 
 
-def _ndjson_events(assistant: Assistant, question: str, turns: list[Turn]) -> Iterator[bytes]:
-    """The streamed answer's lines."""
+def _ndjson_events(
+    assistant: Assistant, question: str, turns: list[Turn], record: Callable[[bool], None]
+) -> Iterator[bytes]:
+    """The streamed answer's lines (``record`` counts the answer)."""
     try:
         for item in assistant.ask_stream(question, turns):
             if isinstance(item, Answer):
+                record(item.refused)
                 event: dict[str, Any] = {"type": "answer", "answer": item.to_json()}
             else:
                 event = {"type": "delta", "text": item}
@@ -173,7 +185,9 @@ def _ndjson_events(assistant: Assistant, question: str, turns: list[Turn]) -> It
 
 
 @widget.post("/ask/stream")
-async def ask_stream(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> StreamingResponse:
+async def ask_stream(
+    body: AskIn, assistant: AssistantDep, queue: QueueDep, record: RecordAnswerDep
+) -> StreamingResponse:
     """The answer as it is written: one JSON object a line, ``{"type": "delta", "text"}``
     while a chat model writes, then ``{"type": "answer", "answer": {...}}`` (as /api/ask),
     or ``{"type": "error", "error", "status"}``."""
@@ -181,7 +195,7 @@ async def ask_stream(body: AskIn, assistant: AssistantDep, queue: QueueDep) -> S
     question = clean_question(body.question, assistant.max_question_chars)  # bad: 400 now
     screen_turns(question, turns, assistant.pii_check)  # personal data: 400 now, not streamed
     await queue.acquire()  # busy → 503 before the stream starts
-    lines = _ndjson_events(assistant, body.question, turns)
+    lines = _ndjson_events(assistant, body.question, turns, record)
     # the slot comes back however the response ends, the client gone included
     return ReleasingStreamingResponse(lines, queue.release, media_type="application/x-ndjson")
 
@@ -202,3 +216,16 @@ def rate(body: FeedbackIn, feedback: FeedbackDep) -> dict[str, Any]:
 
 router.include_router(guarded)
 router.include_router(widget)
+
+#: metrics: /metrics, off with ASSISTANT_METRICS=off (404), then the API's origin and token rules
+scrape = APIRouter(
+    dependencies=[Depends(metrics_on), Depends(allowed_origin), Depends(bearer_token)],
+    include_in_schema=False,
+)
+
+
+@scrape.get("/metrics")
+def metrics(state: StateDep, accept: Annotated[str | None, Header()] = None) -> Response:
+    """Prometheus metrics, in the text format (OpenMetrics if ``Accept`` asks for it)."""
+    body, content_type = state.metrics.exposition(serving_build(state.assistant), accept)
+    return Response(body, media_type=content_type)

@@ -9,21 +9,26 @@ and headers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from assistant.errors import NotServedError
 from assistant.pipeline import Assistant
 from assistant.serve.access import AnswerQueue, RateLimiter, check_origin, check_token
 from assistant.serve.feedback import FeedbackStore
 from assistant.serve.keys import KEY_HEADER, WIDGET_PATHS, WidgetKeys
+from assistant.serve.metrics import Metrics, answer_channel
 from assistant.settings import Settings
 
 __all__ = [
     "AssistantDep",
     "FeedbackDep",
     "QueueDep",
+    "RecordAnswerDep",
     "ServerState",
     "StateDep",
     "allowed_origin",
@@ -31,6 +36,8 @@ __all__ = [
     "bearer_token",
     "current_assistant",
     "feedback_store",
+    "metrics_on",
+    "record_answer",
     "server_state",
     "token_or_widget_key",
     "within_feedback_limit",
@@ -52,21 +59,27 @@ class ServerState:
     widget_keys: WidgetKeys = field(default_factory=WidgetKeys)
     #: limits: feedback's own per-client rate limit
     feedback_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
+    #: metrics: what /metrics shows (a registry of this app's own)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def from_settings(cls, settings: Settings, assistant: Assistant | None = None) -> ServerState:
         """The state for ``settings``; without ``assistant``, one is made from them when needed."""
+        metrics = Metrics()
         return cls(
             settings=settings,
             feedback=FeedbackStore(
                 settings.data_dir, settings.pii_check, settings.feedback_max_mb * 1_000_000
             ),
             limiter=RateLimiter(settings.rate_limit_per_minute),
-            queue=AnswerQueue(settings.max_concurrent, settings.queue_timeout),
+            queue=AnswerQueue(
+                settings.max_concurrent, settings.queue_timeout, metrics.queue_changed
+            ),
             allowed_origins=frozenset(settings.cors_origins),
             assistant=assistant,
             widget_keys=WidgetKeys.from_settings(settings),
             feedback_limiter=RateLimiter(settings.feedback_rate_per_minute, what="ratings"),
+            metrics=metrics,
         )
 
     def get_assistant(self) -> Assistant:
@@ -146,7 +159,20 @@ async def within_feedback_limit(request: Request) -> None:
     limiter.check(request.client.host if request.client else "unknown")
 
 
+async def metrics_on(request: Request) -> None:
+    """Dependency (metrics): 404 for /metrics when the settings switch it off."""
+    if not server_state(request).settings.metrics:
+        raise NotServedError("not found (metrics are served with ASSISTANT_METRICS=on)")
+
+
+async def record_answer(request: Request) -> Callable[[bool], None]:
+    """Dependency (metrics): counts the request's answer, or its decline (``True``), on its
+    channel (widget or api)."""
+    return partial(server_state(request).metrics.answer, answer_channel(request.headers))
+
+
 StateDep = Annotated[ServerState, Depends(server_state)]
 AssistantDep = Annotated[Assistant, Depends(current_assistant)]
 FeedbackDep = Annotated[FeedbackStore, Depends(feedback_store)]
 QueueDep = Annotated[AnswerQueue, Depends(answer_queue)]
+RecordAnswerDep = Annotated[Callable[[bool], None], Depends(record_answer)]

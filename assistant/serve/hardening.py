@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.errors import AccessError, NotAuthorisedError, NotServedError, SwitchedOffError
 from assistant.serve.access import RateLimiter, check_origin, check_token
+from assistant.serve.metrics import PastHostCheck, note_refusal
 from assistant.settings import Settings
 
 __all__ = [
@@ -82,7 +83,7 @@ def content_security_policy(frame_ancestors: Iterable[str]) -> str:
 def is_gradio_path(path: str) -> bool:
     """Whether ``path`` is one of Gradio's routes (the chat page and what it calls), not the
     API's, the widget's or the docs'."""
-    return not (path.startswith("/api/") or path in ("/widget.js", *API_DOCS_PATHS))
+    return not (path.startswith("/api/") or path in ("/widget.js", "/metrics", *API_DOCS_PATHS))
 
 
 class SecurityHeaders:
@@ -156,6 +157,7 @@ class GradioGuard:
             if scope["type"] == "http":
                 self.check(scope)
         except AccessError as err:
+            note_refusal(scope, err)  # metrics
             await refusal(err)(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -221,6 +223,7 @@ def harden(app: Starlette, settings: Settings, limiter: RateLimiter) -> None:
     """Wrap ``app`` (after its other middleware, so these run first): Gradio's routes under
     the API's rules, then the Host check (400: DNS rebinding), then the security headers."""
     app.add_middleware(GradioGuard, settings=settings, limiter=limiter)
+    app.add_middleware(PastHostCheck)  # metrics: tells the Host check's 400 from others
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.served_hosts())
     app.add_middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors)
 

@@ -28,9 +28,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assistant.errors import (
     ConfigError,
-    NotAuthorisedError,
     RateLimitedError,
     WidgetKeyRefusedError,
+    WidgetKeyUnknownError,
 )
 from assistant.serve.access import RateLimiter
 from assistant.settings import Settings
@@ -209,7 +209,7 @@ class WidgetKeys:
         the key is not bound to (or no ``Origin``) 403, over its rate 429."""
         origins = self._origins_of(given.strip())
         if origins is None:
-            raise NotAuthorisedError("this widget key is not valid (it may have been revoked)")
+            raise WidgetKeyUnknownError("this widget key is not valid (it may have been revoked)")
         if not origin:
             raise WidgetKeyRefusedError(
                 "a widget key works only from a web page (the request has no Origin)"

@@ -26,6 +26,8 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant.serve.metrics import note_refusal
+
 __all__ = [
     "LOGIN_BACKOFF_CAP_S",
     "MAX_BODY_BYTES",
@@ -188,6 +190,7 @@ class LoginBackoff:
         if wait > 0:
             seconds = max(1, math.ceil(wait))
             message = f"too many failed sign-ins from this address; try again in {seconds} s"
+            note_refusal(scope, "login")  # metrics
             await _refuse(send, 429, message, {"Retry-After": str(seconds)})
             return
         status = 0
@@ -201,6 +204,8 @@ class LoginBackoff:
         await self.app(scope, receive, watch)
         if 200 <= status < 400:
             self.guard.succeeded(client)
+        elif status:
+            note_refusal(scope, "login")  # metrics: a failed sign-in
 
 
 class ReleasingStreamingResponse(StreamingResponse):

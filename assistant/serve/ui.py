@@ -27,6 +27,7 @@ from assistant.schema import Answer, Citation, Passage, Turn
 from assistant.serve.feedback import FeedbackStore
 from assistant.serve.hardening import public_message
 from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS
+from assistant.serve.metrics import Metrics
 
 __all__ = [
     "EXAMPLES",
@@ -294,6 +295,8 @@ class _Handlers:
 
     get: Callable[[], Assistant]
     feedback: FeedbackStore
+    #: metrics: the page's answers, declines and personal-data refusals
+    metrics: Metrics | None = None
 
     def chat(self, message: str, history: list[Any]) -> Iterator[list[gr.ChatMessage]]:
         """The answer to ``message`` as it is written, then whole with its sources."""
@@ -301,6 +304,8 @@ class _Handlers:
         try:
             for item in self.get().ask_stream(message, history_turns(history)):
                 if isinstance(item, Answer):
+                    if self.metrics is not None:
+                        self.metrics.answer("page", item.refused)
                     if streamed:  # the verified answer replaces the text as it was written
                         yield render_answer(item)
                     else:
@@ -318,6 +323,8 @@ class _Handlers:
         try:
             screen([message], self.feedback.pii_check)
         except PersonalDataError as err:
+            if self.metrics is not None:
+                self.metrics.refusal("personal_data")
             return dict(gr.validate(False, str(err)))
         return dict(gr.validate(True, ""))
 
@@ -434,9 +441,12 @@ def _wire_new_chat(
     )  # fmt: skip
 
 
-def build_ui(get: Callable[[], Assistant], feedback: FeedbackStore) -> gr.Blocks:
-    """The chat page over ``get()``'s assistant, storing ratings in ``feedback``."""
-    handlers = _Handlers(get, feedback)
+def build_ui(
+    get: Callable[[], Assistant], feedback: FeedbackStore, metrics: Metrics | None = None
+) -> gr.Blocks:
+    """The chat page over ``get()``'s assistant, storing ratings in ``feedback``, counting its
+    answers in ``metrics``."""
+    handlers = _Handlers(get, feedback, metrics)
     page = gr.Blocks(title=TITLE, analytics_enabled=False)
     with page:
         gr.Markdown(f"# {TITLE}\n\n{INTRO}")

@@ -1,7 +1,8 @@
 """HTTP shell: a FastAPI app with the JSON API, the widget script and the Gradio chat page.
 
 Routes: ``/`` (chat page, :mod:`assistant.serve.ui`), ``POST /api/ask``, ``POST /api/search``,
-``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``; the API schema at
+``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``, ``GET /metrics``
+(:mod:`assistant.serve.metrics`, counted by its outermost middleware); the API schema at
 ``/openapi.json`` only with ``ASSISTANT_API_DOCS=on`` (:mod:`assistant.serve.hardening`, which
 also adds the security headers, the Host check and Gradio's routes under the same rules).
 The assistant's errors become a status and a JSON ``{"error": ...}``. Pages on other origins may
@@ -17,6 +18,8 @@ them through :mod:`assistant.serve.deps` (``Depends``); :func:`create_app` only 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import cast
 
 import gradio as gr
@@ -31,6 +34,7 @@ from assistant.serve import api, hardening, pages
 from assistant.serve.deps import ServerState
 from assistant.serve.keys import KEY_HEADER, WidgetCORSMiddleware
 from assistant.serve.limits import MAX_BODY_BYTES, BodyLimit, LoginBackoff, LoginGuard
+from assistant.serve.metrics import RequestMetrics, note_refusal
 from assistant.serve.pages import WIDGET_JS
 from assistant.serve.ui import UI_CSS, build_ui
 from assistant.settings import Settings
@@ -40,23 +44,27 @@ __all__ = ["MAX_BODY_BYTES", "WIDGET_JS", "create_app"]
 log = logging.getLogger(__name__)
 
 
-async def on_assistant_error(_: Request, err: AssistantError) -> JSONResponse:
+async def on_assistant_error(request: Request, err: AssistantError) -> JSONResponse:
     """An :class:`AssistantError` as its status and ``{"error"}`` (refusals with their headers)."""
+    note_refusal(request.scope, err)  # metrics: its cause, if it is a refusal
     if isinstance(err, AccessError):
         return hardening.refusal(err)
     return JSONResponse(api.error_body(err), status_code=api.status_for(err))
 
 
-async def on_http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
+async def on_http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
     """Starlette's HTTP errors (e.g. a body that is not UTF-8, JSON nested too deep) as
     ``{"error"}``, like the rest."""
+    if err.status_code == 400:
+        note_refusal(request.scope, "invalid")
     return JSONResponse(
         {"error": str(err.detail)}, status_code=err.status_code, headers=err.headers
     )
 
 
-async def on_invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+async def on_invalid(request: Request, err: RequestValidationError) -> JSONResponse:
     """A request that does not match its model: 422 with every problem in one message."""
+    note_refusal(request.scope, "invalid")
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
         for e in err.errors()
@@ -67,7 +75,7 @@ async def on_invalid(_: Request, err: RequestValidationError) -> JSONResponse:
 def _mount_ui(app: FastAPI, state: ServerState) -> FastAPI:
     """The Gradio chat page at ``/``, behind the settings' logins if there are any."""
     settings = state.settings
-    ui = build_ui(state.get_assistant, state.feedback)
+    ui = build_ui(state.get_assistant, state.feedback, state.metrics)
     ui.queue(default_concurrency_limit=settings.max_concurrent, max_size=256)
     # system fonts: the default theme would fetch web fonts from a CDN an intranet cannot reach
     theme = gr.themes.Default(
@@ -82,6 +90,15 @@ def _mount_ui(app: FastAPI, state: ServerState) -> FastAPI:
     return cast(FastAPI, mounted)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """metrics: at shutdown, this process's live gauges leave the replicas' shared folder."""
+    try:
+        yield
+    finally:
+        app.state.server.metrics.close()
+
+
 def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAPI:
     """The server's app. ``assistant`` is created from ``settings`` on first use if not given."""
     app = FastAPI(
@@ -92,6 +109,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
             StarletteHTTPException: on_http_error,
             RequestValidationError: on_invalid,
         },
+        lifespan=_lifespan,
         **hardening.docs_routes(settings),
     )
     app.state.server = state = ServerState.from_settings(settings, assistant)
@@ -109,6 +127,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         max_age=600,
     )
     hardening.harden(app, settings, state.limiter)
+    app.add_middleware(RequestMetrics, metrics=state.metrics)  # outermost: sees every answer
     app.include_router(api.router)
+    app.include_router(api.scrape)
     app.include_router(pages.router)
     return _mount_ui(app, state)
