@@ -25,7 +25,9 @@
         │                          it does not open (HTTP 403)
         ├── SwitchedOffError       uploads; the chat page with a token but no login (HTTP 403)
         ├── NotServedError         a route off with these settings, e.g. the API docs (HTTP 404)
-        └── StorageFullError       the feedback store reached its size cap (HTTP 507)
+        ├── StorageFullError       the feedback store reached its size cap (HTTP 507)
+        └── DatabaseUnavailableError  the feedback database cannot be reached (HTTP 503,
+                                   retry_after)
 
 A file of the corpus that cannot be read is not an error: ingestion reports it as a
 :class:`~assistant.schema.SkippedFile` and goes on. "Nothing relevant found" is not an
@@ -40,6 +42,7 @@ __all__ = [
     "BusyError",
     "ConfigError",
     "CorpusError",
+    "DatabaseUnavailableError",
     "IndexBuildError",
     "IndexError_",
     "IndexModelMismatchError",
@@ -188,3 +191,16 @@ class StorageFullError(AccessError):
     """limits: a store has reached its configured size and takes no more."""
 
     status = 507
+
+
+class DatabaseUnavailableError(AccessError):
+    """The feedback database (SQLite file or server) cannot be reached now: HTTP 503 with
+    ``Retry-After``. ``database`` names it, password hidden, for the server's log; the message
+    leaves it out, as it goes to clients."""
+
+    status = 503
+
+    def __init__(self, message: str, database: str, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.database = database
+        self.retry_after = retry_after

@@ -120,6 +120,10 @@ class Settings:
     feedback_rate_per_minute: int = 10
     #: the feedback database stops taking ratings (507) once it is this many megabytes; 0: no cap
     feedback_max_mb: int = 200
+    #: the feedback and events database as a SQLAlchemy URL (e.g.
+    #: "postgresql+psycopg://user:password@host:5432/db", one for every replica); empty: the
+    #: SQLite file <data_dir>/feedback.sqlite3
+    feedback_url: str = field(default="", repr=False)
     #: sign-in attempts to the chat page per client address before each further one waits
     #: (login_backoff_seconds, doubling with every failure, at most 15 min); 0: no backoff
     login_max_failures: int = 5

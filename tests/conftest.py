@@ -16,6 +16,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -152,3 +153,22 @@ def real_assistant(
     real_handle: IndexHandle, real_embedder: SentenceTransformerEmbedder
 ) -> Assistant:
     return Assistant(real_handle, real_embedder, calibration=Calibration.load())
+
+
+# -- a real PostgreSQL (integration) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (Debian's binaries) for the session: its SQLAlchemy URL.
+    Missing binaries are a failure, not a skip: ``make services`` installs them."""
+    from devtools.postgres import running_postgres
+    from devtools.servers import ServerStartError
+
+    stack = ExitStack()
+    try:
+        url = stack.enter_context(running_postgres(tmp_path_factory.mktemp("postgres")))
+    except ServerStartError as err:
+        pytest.fail(str(err), pytrace=False)
+    with stack:
+        yield url

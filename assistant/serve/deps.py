@@ -69,7 +69,10 @@ class ServerState:
         return cls(
             settings=settings,
             feedback=FeedbackStore(
-                settings.data_dir, settings.pii_check, settings.feedback_max_mb * 1_000_000
+                settings.data_dir,
+                settings.pii_check,
+                settings.feedback_max_mb * 1_000_000,
+                url=settings.feedback_url,
             ),
             limiter=RateLimiter(settings.rate_limit_per_minute),
             queue=AnswerQueue(

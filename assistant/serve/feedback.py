@@ -1,68 +1,48 @@
-"""Thumbs up/down from the chat page, kept in SQLite (``<data_dir>/feedback.sqlite3``).
+"""Thumbs up/down from the chat page and the API, in the feedback database.
 
-Table ``feedback``: id, created (ISO 8601 UTC), question, history (JSON list of ``{role,
-content}``), answer, rating (1 or -1), comment. No IP address, user name or cookie is stored.
-Every write is its own transaction in WAL mode with ``synchronous=FULL``, so a kill during a
+The database is ``ASSISTANT_FEEDBACK_URL`` (any SQLAlchemy URL, e.g. a PostgreSQL shared by
+every replica) or by default the SQLite file ``<data_dir>/feedback.sqlite3``; see
+:mod:`assistant.serve.store.database`. Table ``feedback``: id, created (ISO 8601 UTC),
+question, history (JSON list of ``{role, content}``), answer, rating (1 or -1), comment. No IP
+address, user name or cookie is stored. Every write is its own transaction, so a kill during a
 write loses at most that write and never corrupts earlier rows.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+from sqlalchemy import insert, select, update
 
 from assistant.errors import InputError, StorageFullError
 from assistant.privacy import redact, screen, screen_turns
 from assistant.schema import Turn
 from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS
+from assistant.serve.store.database import FEEDBACK_FILE, Database
+from assistant.serve.store.schema import feedback
 
 __all__ = ["FEEDBACK_FILE", "MAX_COMMENT_CHARS", "FeedbackStore"]
 
-FEEDBACK_FILE = "feedback.sqlite3"
 MAX_COMMENT_CHARS = 2000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created TEXT NOT NULL,
-    question TEXT NOT NULL,
-    history TEXT NOT NULL DEFAULT '[]',
-    answer TEXT NOT NULL,
-    rating INTEGER NOT NULL CHECK (rating IN (1, -1)),
-    comment TEXT NOT NULL DEFAULT ''
-)
-"""
+#: row ids are 32-bit integers on every database
+_MAX_ID = 2**31 - 1
 
 
 class FeedbackStore:
-    """Adds ratings and comments; one connection per call, so any thread may use it."""
+    """Adds ratings and comments; any thread may use it. ``url`` (``ASSISTANT_FEEDBACK_URL``)
+    names the database; empty: ``<data_dir>/feedback.sqlite3``."""
 
-    def __init__(self, data_dir: Path, pii_check: str = "block", max_bytes: int = 0) -> None:
-        self.path = data_dir / FEEDBACK_FILE
+    def __init__(
+        self, data_dir: Path, pii_check: str = "block", max_bytes: int = 0, url: str = ""
+    ) -> None:
+        #: the database, shared with :class:`~assistant.serve.store.events.EventStore`
+        self.database = Database.for_data_dir(data_dir, url)
         #: the personal-data guard (ASSISTANT_PII_CHECK): block, redact or off
         self.pii_check = pii_check
         self.max_bytes = max_bytes  # 0: no cap on the database's size
-        self._lock = threading.Lock()
-        self._ready = False
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=10)
-            if not self._ready:
-                with self._lock:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute(_SCHEMA)
-                    conn.commit()
-                    self._ready = True
-            conn.execute("PRAGMA synchronous=FULL")
-            return conn
-        except (OSError, sqlite3.Error) as err:
-            raise InputError(f"cannot store feedback in {self.path}: {err}") from err
 
     def add(
         self,
@@ -80,31 +60,26 @@ class FeedbackStore:
         answer = answer if self.pii_check == "off" else redact(answer)
         _check_sizes(question, answer, history)
         self._check_room()
-        turns = json.dumps([{"role": t.role, "content": t.content} for t in history])
-        created = datetime.now(UTC).isoformat(timespec="seconds")
-        conn = self._connect()
-        try:
-            with conn:
-                cur = conn.execute(
-                    "INSERT INTO feedback (created, question, history, answer, rating, comment) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (created, question, turns, answer, rating, _comment(comment)),
-                )
-            return int(cur.lastrowid or 0)
-        except UnicodeEncodeError as err:  # a lone surrogate: JSON can carry it, SQLite cannot
-            raise InputError(f"the feedback is not valid text ({err.reason})") from err
-        except sqlite3.Error as err:
-            raise InputError(f"cannot store feedback in {self.path}: {err}") from err
-        finally:
-            conn.close()
+        row = {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "question": question,
+            "history": json.dumps([{"role": t.role, "content": t.content} for t in history]),
+            "answer": answer,
+            "rating": rating,
+            "comment": _comment(comment),
+        }
+        statement = insert(feedback).values(row).returning(feedback.c.id)
+        with self.database.storing("feedback") as conn:
+            return int(conn.execute(statement).scalar_one())
 
     def _check_room(self) -> None:
-        """limits: refuse new rows once the database (with its WAL) reaches ``max_bytes``."""
-        if self.max_bytes <= 0:
+        """limits: refuse new rows once the database reaches ``max_bytes`` (SQLite: the file
+        with its WAL; PostgreSQL: the feedback and events tables; other databases: not
+        measured, their server has its own quotas)."""
+        if self.max_bytes <= 0 or not self.database.exists():
             return
-        wal = self.path.with_name(self.path.name + "-wal")
-        size = sum(p.stat().st_size for p in (self.path, wal) if p.exists())
-        if size >= self.max_bytes:
+        size = self.database.size()
+        if size is not None and size >= self.max_bytes:
             raise StorageFullError(
                 f"the feedback store is full ({self.max_bytes // 1_000_000} MB); "
                 "tell the service owner"
@@ -112,32 +87,23 @@ class FeedbackStore:
 
     def comment(self, row_id: int, comment: str) -> None:
         """Attach (or replace) the comment of a stored rating."""
-        comment = screen([comment], self.pii_check, "comment")[0]
-        conn = self._connect()
-        try:
-            with conn:
-                cur = conn.execute(
-                    "UPDATE feedback SET comment = ? WHERE id = ?", (_comment(comment), row_id)
-                )
-        except UnicodeEncodeError as err:
-            raise InputError(f"the comment is not valid text ({err.reason})") from err
-        except sqlite3.Error as err:
-            raise InputError(f"cannot store feedback in {self.path}: {err}") from err
-        finally:
-            conn.close()
-        if cur.rowcount == 0:
+        comment = _comment(screen([comment], self.pii_check, "comment")[0])
+        if not 0 < row_id <= _MAX_ID:
+            raise InputError(f"no feedback with id {row_id}")
+        change = update(feedback).where(feedback.c.id == row_id).values(comment=comment)
+        with self.database.storing("comment") as conn:
+            result = conn.execute(change)
+        if result.rowcount == 0:
             raise InputError(f"no feedback with id {row_id}")
 
     def rows(self) -> list[dict[str, object]]:
         """Every stored row, oldest first (for tests and exports)."""
-        if not self.path.exists():
+        if not self.database.exists():
             return []
-        conn = self._connect()
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in conn.execute("SELECT * FROM feedback ORDER BY id")]
-        finally:
-            conn.close()
+        with self.database.begin() as conn:
+            return [
+                dict(r) for r in conn.execute(select(feedback).order_by(feedback.c.id)).mappings()
+            ]
 
 
 def _comment(text: str) -> str:

@@ -1,17 +1,25 @@
-"""The feedback store: rows, comments, bad input, and no network identity kept."""
+"""The feedback store (SQLite here; PostgreSQL in tests/integration/test_feedback_database.py):
+rows, comments, bad input, no network identity kept; the migrations, the database URL and its
+errors; events."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from assistant.errors import InputError
+from assistant.errors import ConfigError, DatabaseUnavailableError, InputError
 from assistant.evaluation.run import feedback_drafts
 from assistant.schema import Turn
 from assistant.serve.feedback import FEEDBACK_FILE, MAX_COMMENT_CHARS, FeedbackStore
+from assistant.serve.store import Event, EventStore
+from assistant.serve.web import create_app
+from assistant.settings import Settings
 
 
 def test_a_rating_and_its_comment_are_stored(tmp_path: Path) -> None:
@@ -130,3 +138,99 @@ def test_off_stores_feedback_as_given(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path, pii_check="off")
     store.add(PERSONAL, "A PCT.", 1)
     assert store.rows()[0]["question"] == PERSONAL
+
+
+# -- the database: URL, migrations, errors, events ------------------------------------------------
+
+
+def test_the_migrations_make_the_tables_the_code_uses(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from assistant.serve.migrations import HEAD, MIGRATIONS_DIR, VERSION_TABLE
+    from assistant.serve.store.schema import metadata
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD]
+    FeedbackStore(tmp_path).database.upgrade()
+    engine = create_engine(f"sqlite:///{tmp_path / FEEDBACK_FILE}")
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        assert context.get_current_revision() == HEAD
+        assert compare_metadata(context, metadata) == []
+    engine.dispose()
+
+
+def test_a_feedback_url_is_used_instead_of_the_data_folder(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "shared" / "ratings.db"
+    store = FeedbackStore(tmp_path / "data", url=f"sqlite:///{elsewhere}")
+    store.add("q", "a", 1)
+    assert elsewhere.exists()
+    assert not (tmp_path / "data" / FEEDBACK_FILE).exists()
+    assert Settings.from_env({"ASSISTANT_FEEDBACK_URL": "sqlite:///x"}).feedback_url == (
+        "sqlite:///x"
+    )
+    assert "s3cret" not in repr(Settings(feedback_url="postgresql://u:s3cret@db/x"))
+
+
+def test_a_malformed_url_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="ASSISTANT_FEEDBACK_URL"):
+        FeedbackStore(tmp_path, url="not a url")
+
+
+def test_a_database_that_cannot_be_opened_is_a_503_without_its_path(tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()  # SQLite cannot open a folder as its database
+    settings = Settings(
+        data_dir=tmp_path, allowed_hosts=("testserver",), feedback_url=f"sqlite:///{folder}"
+    )
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        FeedbackStore(tmp_path, url=settings.feedback_url).add("q", "a", 1)
+    assert caught.value.database == f"sqlite:///{folder}"
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/api/feedback", json={"question": "q", "answer": "a", "rating": 1})
+    assert (r.status_code, r.headers["Retry-After"]) == (503, "30")
+    assert "cannot be reached" in r.json()["error"]
+    assert str(tmp_path) not in r.text
+
+
+def test_events_are_recorded_and_listed_in_sqlite(tmp_path: Path) -> None:
+    events = EventStore(FeedbackStore(tmp_path).database)
+    assert events.recent(datetime(2000, 1, 1, tzinfo=UTC)) == []
+    assert not (tmp_path / FEEDBACK_FILE).exists()  # listing made no database
+    now = datetime.now(UTC)
+    in_paris = timezone(timedelta(hours=1))
+    older = events.record(Event("api", "search", "refused", "token", created=now - timedelta(1)))
+    newer = events.record(
+        Event("widget", "ask", "declined", "not_covered", "Who?", ("Doc A",), 35, "b1",
+              created=now.astimezone(in_paris))
+    )  # fmt: skip
+    (got,) = events.recent(now - timedelta(hours=1))
+    assert (got.id, got.created, got.sources, got.question) == (newer, now, ("Doc A",), "Who?")
+    assert [e.id for e in events.recent(now - timedelta(days=2))] == [newer, older]
+    assert [e.id for e in events.recent(now - timedelta(days=2), limit=1)] == [newer]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"channel": "email"}, "channel"),
+        ({"route": "upload"}, "route"),
+        ({"outcome": "maybe"}, "outcome"),
+        ({"latency_ms": -1}, "latency"),
+        ({"created": datetime(2026, 12, 4, 9, 0)}, "time zone"),
+    ],
+)
+def test_an_event_out_of_its_vocabulary_is_refused(change: dict[str, Any], message: str) -> None:
+    fields: dict[str, Any] = {"channel": "api", "route": "ask", "outcome": "answered", **change}
+    with pytest.raises(InputError, match=message):
+        Event(**fields)
+
+
+def test_recent_events_need_an_aware_time(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="time zone"):
+        EventStore(FeedbackStore(tmp_path).database).recent(datetime(2026, 12, 4))
