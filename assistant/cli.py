@@ -472,16 +472,14 @@ _BUILD_LABELS = {
 
 def _export_feedback(settings: Settings) -> int:
     from assistant.evaluation.run import feedback_drafts
+    from assistant.records import FeedbackStore
 
-    db = settings.data_dir / "feedback.sqlite3"
-    if not db.is_file():
-        print(f"assistant: no feedback yet ({db} does not exist); nothing to export",
-              file=sys.stderr)  # fmt: skip
-        return 0
-    drafts = feedback_drafts(db)
+    store = FeedbackStore(settings.data_dir, url=settings.feedback_url)
+    where = store.database.file or store.database.name
+    drafts = feedback_drafts(store.rows())  # none when no feedback was ever stored
     for draft in drafts:
         print(json.dumps(draft, ensure_ascii=False))
-    print(f"assistant: exported {len(drafts)} thumbs-down answer(s) from {db} as draft cases; "
+    print(f"assistant: exported {len(drafts)} thumbs-down answer(s) from {where} as draft cases; "
           "complete 'must', 'evidence' and 'answerable' before adding them to a set",
           file=sys.stderr)  # fmt: skip
     return 0

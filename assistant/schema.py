@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "MAX_TURNS",
+    "MAX_TURN_CHARS",
     "Answer",
     "Chunk",
     "Citation",
@@ -131,6 +133,12 @@ class Passage:
     @property
     def parts(self) -> tuple[Chunk, ...]:
         return self.members or (self.chunk,)
+
+
+#: earlier turns a request may carry, and the longest turn (the widget and page send far less);
+#: also the longest question and answer a feedback row keeps
+MAX_TURNS = 50
+MAX_TURN_CHARS = 8_000
 
 
 @dataclass(frozen=True)

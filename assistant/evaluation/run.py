@@ -14,13 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sqlite3
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from assistant.errors import InputError
@@ -408,29 +406,20 @@ def run_systems(
 # -- feedback from the chat page ------------------------------------------------------------------
 
 
-def feedback_drafts(db: Path) -> list[dict[str, Any]]:
-    """Draft cases (``eval/cases.jsonl`` format) from the thumbs-down rows of a feedback database.
+def feedback_drafts(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Draft cases (``eval/cases.jsonl`` format) from the thumbs-down rows of the feedback
+    database (:meth:`assistant.records.FeedbackStore.rows`: id, created, question, history as a
+    JSON list of ``{role, content}``, answer, rating 1 or -1, comment).
 
-    The database is the chat page's ``feedback.sqlite3`` (table ``feedback``: id, created,
-    question, history as a JSON list of ``{role, content}``, answer, rating 1 or -1, comment). A
-    reviewer completes each draft: ``answerable`` is only a guess, ``must`` and ``evidence`` are
-    empty, and ``comment`` and ``answer_given`` are for the reviewer (the loader ignores them).
+    A reviewer completes each draft: ``answerable`` is only a guess, ``must`` and ``evidence``
+    are empty, and ``comment`` and ``answer_given`` are for the reviewer (the loader ignores them).
     """
-    try:
-        conn = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
-    except sqlite3.Error as err:
-        raise InputError(f"cannot open feedback database {db}: {err}") from err
-    try:
-        rows = conn.execute(
-            "SELECT id, question, history, answer, comment FROM feedback "
-            "WHERE rating = -1 ORDER BY id"
-        ).fetchall()
-    except sqlite3.Error as err:
-        raise InputError(f"cannot read feedback from {db}: {err}") from err
-    finally:
-        conn.close()
     drafts: list[dict[str, Any]] = []
-    for row_id, question, history, answer, comment in rows:
+    for row in rows:
+        if row.get("rating") != -1:
+            continue
+        row_id, question, history = int(row["id"]), row.get("question"), row.get("history")
+        answer, comment = row.get("answer"), row.get("comment")
         draft: dict[str, Any] = {
             "id": f"fb-{row_id:03d}",
             "question": question or "",

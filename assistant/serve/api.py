@@ -24,6 +24,7 @@ from assistant.conversation import clean_question
 from assistant.errors import AssistantError, IndexError_, InputError, PersonalDataError
 from assistant.pipeline import Assistant
 from assistant.privacy import screen_turns
+from assistant.records.feedback import MAX_COMMENT_CHARS
 from assistant.schema import Answer, Turn, passage_json
 from assistant.serve.deps import (
     AssistantDep,
@@ -38,7 +39,6 @@ from assistant.serve.deps import (
     within_feedback_limit,
     within_rate_limit,
 )
-from assistant.serve.feedback import MAX_COMMENT_CHARS
 from assistant.serve.hardening import public_message
 from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS, ReleasingStreamingResponse
 from assistant.serve.metrics import serving_build
@@ -163,18 +163,18 @@ async def ask(
 ) -> dict[str, Any]:
     async with queue.slot():
         answer = await run_in_threadpool(assistant.ask, body.question, _turns(body.history))
-    record(answer.refused)
+    record(answer)
     return answer.to_json()
 
 
 def _ndjson_events(
-    assistant: Assistant, question: str, turns: list[Turn], record: Callable[[bool], None]
+    assistant: Assistant, question: str, turns: list[Turn], record: Callable[[Answer], None]
 ) -> Iterator[bytes]:
     """The streamed answer's lines (``record`` counts the answer)."""
     try:
         for item in assistant.ask_stream(question, turns):
             if isinstance(item, Answer):
-                record(item.refused)
+                record(item)
                 event: dict[str, Any] = {"type": "answer", "answer": item.to_json()}
             else:
                 event = {"type": "delta", "text": item}

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from assistant.errors import NotServedError
 from assistant.pipeline import Assistant
+from assistant.records import EventLog, EventStore
+from assistant.records.feedback import FeedbackStore
+from assistant.schema import Answer
 from assistant.serve.access import AnswerQueue, RateLimiter, check_origin, check_token
-from assistant.serve.feedback import FeedbackStore
 from assistant.serve.keys import KEY_HEADER, WIDGET_PATHS, WidgetKeys
-from assistant.serve.metrics import Metrics, answer_channel
+from assistant.serve.metrics import Metrics
+from assistant.serve.observe import QUESTION_ROUTES, Observer, channel_of
 from assistant.settings import Settings
 
 __all__ = [
@@ -61,19 +64,32 @@ class ServerState:
     feedback_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0))
     #: metrics: what /metrics shows (a registry of this app's own)
     metrics: Metrics = field(default_factory=Metrics)
+    #: where each question's outcome is logged (the feedback database); None: not logged
+    events: EventLog | None = None
+
+    @cached_property
+    def observer(self) -> Observer:
+        """Each question's outcome: counted in ``metrics`` and logged to ``events``."""
+        return Observer(self.metrics, self.events, self._build_id)
+
+    def _build_id(self) -> str:
+        return self.assistant.index.get().build_id if self.assistant is not None else ""
 
     @classmethod
     def from_settings(cls, settings: Settings, assistant: Assistant | None = None) -> ServerState:
         """The state for ``settings``; without ``assistant``, one is made from them when needed."""
         metrics = Metrics()
+        feedback = FeedbackStore(
+            settings.data_dir,
+            settings.pii_check,
+            settings.feedback_max_mb * 1_000_000,
+            url=settings.feedback_url,
+        )
+        keep = settings.events_keep_days
+        events = EventLog(EventStore(feedback.database), keep) if keep > 0 else None
         return cls(
             settings=settings,
-            feedback=FeedbackStore(
-                settings.data_dir,
-                settings.pii_check,
-                settings.feedback_max_mb * 1_000_000,
-                url=settings.feedback_url,
-            ),
+            feedback=feedback,
             limiter=RateLimiter(settings.rate_limit_per_minute),
             queue=AnswerQueue(
                 settings.max_concurrent, settings.queue_timeout, metrics.queue_changed
@@ -83,6 +99,7 @@ class ServerState:
             widget_keys=WidgetKeys.from_settings(settings),
             feedback_limiter=RateLimiter(settings.feedback_rate_per_minute, what="ratings"),
             metrics=metrics,
+            events=events,
         )
 
     def get_assistant(self) -> Assistant:
@@ -168,14 +185,15 @@ async def metrics_on(request: Request) -> None:
         raise NotServedError("not found (metrics are served with ASSISTANT_METRICS=on)")
 
 
-async def record_answer(request: Request) -> Callable[[bool], None]:
-    """Dependency (metrics): counts the request's answer, or its decline (``True``), on its
-    channel (widget or api)."""
-    return partial(server_state(request).metrics.answer, answer_channel(request.headers))
+async def record_answer(request: Request) -> Callable[[Answer], None]:
+    """Dependency (metrics, events): what records the request's answer or decline, on its
+    channel (widget or api) and route (ask or stream)."""
+    route = QUESTION_ROUTES.get(request.url.path, "ask")
+    return partial(server_state(request).observer.answered, channel_of(request.headers), route)
 
 
 StateDep = Annotated[ServerState, Depends(server_state)]
 AssistantDep = Annotated[Assistant, Depends(current_assistant)]
 FeedbackDep = Annotated[FeedbackStore, Depends(feedback_store)]
 QueueDep = Annotated[AnswerQueue, Depends(answer_queue)]
-RecordAnswerDep = Annotated[Callable[[bool], None], Depends(record_answer)]
+RecordAnswerDep = Annotated[Callable[[Answer], None], Depends(record_answer)]

@@ -10,7 +10,8 @@
   :data:`LOGIN_BACKOFF_CAP_S`); a successful login forgets the client's failures.
 - :class:`ReleasingStreamingResponse`: a streamed answer that gives back its answer slot however
   the response ends (sent, failed, or the client gone, even before the first byte).
-- The field limits of the API's and the page's text (:data:`MAX_TURNS`, :data:`MAX_TURN_CHARS`).
+- The field limits of the API's and the page's text (:data:`MAX_TURNS`, :data:`MAX_TURN_CHARS`, from
+  :mod:`assistant.schema`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant.schema import MAX_TURN_CHARS, MAX_TURNS
 from assistant.serve.metrics import note_refusal
 
 __all__ = [
@@ -46,10 +48,6 @@ MAX_BODY_BYTES = 256_000
 #: question, answers and their Sources blocks included (about 15 kB an exchange with five cited
 #: passages), so 2 MB carries a conversation of well over the 50 turns the pipeline reads
 MAX_UI_BODY_BYTES = 2_000_000
-#: earlier turns a request may carry, and the longest turn (the widget and page send far less);
-#: also the longest question and answer a feedback row keeps
-MAX_TURNS = 50
-MAX_TURN_CHARS = 8_000
 #: the longest a client is kept waiting after failed logins
 LOGIN_BACKOFF_CAP_S = 900.0
 

@@ -23,11 +23,11 @@ import gradio as gr
 from assistant.errors import AssistantError, PersonalDataError
 from assistant.pipeline import Assistant
 from assistant.privacy import screen
+from assistant.records.feedback import FeedbackStore
 from assistant.schema import Answer, Citation, Passage, Turn
-from assistant.serve.feedback import FeedbackStore
 from assistant.serve.hardening import public_message
 from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS
-from assistant.serve.metrics import Metrics
+from assistant.serve.observe import Observer
 
 __all__ = [
     "EXAMPLES",
@@ -295,8 +295,8 @@ class _Handlers:
 
     get: Callable[[], Assistant]
     feedback: FeedbackStore
-    #: metrics: the page's answers, declines and personal-data refusals
-    metrics: Metrics | None = None
+    #: metrics and events: the page's answers, declines and personal-data refusals
+    observer: Observer | None = None
 
     def chat(self, message: str, history: list[Any]) -> Iterator[list[gr.ChatMessage]]:
         """The answer to ``message`` as it is written, then whole with its sources."""
@@ -304,8 +304,8 @@ class _Handlers:
         try:
             for item in self.get().ask_stream(message, history_turns(history)):
                 if isinstance(item, Answer):
-                    if self.metrics is not None:
-                        self.metrics.answer("page", item.refused)
+                    if self.observer is not None:
+                        self.observer.answered("page", "ask", item)
                     if streamed:  # the verified answer replaces the text as it was written
                         yield render_answer(item)
                     else:
@@ -323,8 +323,8 @@ class _Handlers:
         try:
             screen([message], self.feedback.pii_check)
         except PersonalDataError as err:
-            if self.metrics is not None:
-                self.metrics.refusal("personal_data")
+            if self.observer is not None:
+                self.observer.refused("page", "ask", "personal_data")
             return dict(gr.validate(False, str(err)))
         return dict(gr.validate(True, ""))
 
@@ -442,11 +442,11 @@ def _wire_new_chat(
 
 
 def build_ui(
-    get: Callable[[], Assistant], feedback: FeedbackStore, metrics: Metrics | None = None
+    get: Callable[[], Assistant], feedback: FeedbackStore, observer: Observer | None = None
 ) -> gr.Blocks:
-    """The chat page over ``get()``'s assistant, storing ratings in ``feedback``, counting its
-    answers in ``metrics``."""
-    handlers = _Handlers(get, feedback, metrics)
+    """The chat page over ``get()``'s assistant, storing ratings in ``feedback``, telling
+    ``observer`` each answer (metrics, events)."""
+    handlers = _Handlers(get, feedback, observer)
     page = gr.Blocks(title=TITLE, analytics_enabled=False)
     with page:
         gr.Markdown(f"# {TITLE}\n\n{INTRO}")

@@ -28,13 +28,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from assistant.errors import AccessError, AssistantError
+from assistant.errors import AccessError, AssistantError, PersonalDataError
 from assistant.pipeline import Assistant
 from assistant.serve import api, hardening, pages
 from assistant.serve.deps import ServerState
 from assistant.serve.keys import KEY_HEADER, WidgetCORSMiddleware
 from assistant.serve.limits import MAX_BODY_BYTES, BodyLimit, LoginBackoff, LoginGuard
 from assistant.serve.metrics import RequestMetrics, note_refusal
+from assistant.serve.observe import QUESTION_ROUTES, channel_of
 from assistant.serve.pages import WIDGET_JS
 from assistant.serve.ui import UI_CSS, build_ui
 from assistant.settings import Settings
@@ -47,9 +48,18 @@ log = logging.getLogger(__name__)
 async def on_assistant_error(request: Request, err: AssistantError) -> JSONResponse:
     """An :class:`AssistantError` as its status and ``{"error"}`` (refusals with their headers)."""
     note_refusal(request.scope, err)  # metrics: its cause, if it is a refusal
+    if isinstance(err, PersonalDataError):  # events: a question refused, without its text
+        _personal_data_event(request)
     if isinstance(err, AccessError):
         return hardening.refusal(err)
     return JSONResponse(api.error_body(err), status_code=api.status_for(err))
+
+
+def _personal_data_event(request: Request) -> None:
+    route = QUESTION_ROUTES.get(request.url.path)
+    if route is not None:
+        state: ServerState = request.app.state.server
+        state.observer.refused(channel_of(request.headers), route, "personal_data", counted=True)
 
 
 async def on_http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -75,7 +85,7 @@ async def on_invalid(request: Request, err: RequestValidationError) -> JSONRespo
 def _mount_ui(app: FastAPI, state: ServerState) -> FastAPI:
     """The Gradio chat page at ``/``, behind the settings' logins if there are any."""
     settings = state.settings
-    ui = build_ui(state.get_assistant, state.feedback, state.metrics)
+    ui = build_ui(state.get_assistant, state.feedback, state.observer)
     ui.queue(default_concurrency_limit=settings.max_concurrent, max_size=256)
     # system fonts: the default theme would fetch web fonts from a CDN an intranet cannot reach
     theme = gr.themes.Default(
@@ -97,6 +107,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.server.metrics.close()
+        app.state.server.observer.close()  # events still queued are written
 
 
 def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAPI:

@@ -28,12 +28,12 @@ from assistant.errors import (
     StorageFullError,
 )
 from assistant.pipeline import Assistant
+from assistant.records import Database, Event, EventStore
+from assistant.records.database import MIGRATION_LOCK
+from assistant.records.feedback import FEEDBACK_FILE, FeedbackStore
+from assistant.records.migrations import HEAD, VERSION_TABLE
+from assistant.records.schema import metadata
 from assistant.schema import Turn
-from assistant.serve.feedback import FEEDBACK_FILE, FeedbackStore
-from assistant.serve.migrations import HEAD, VERSION_TABLE
-from assistant.serve.store import Database, Event, EventStore
-from assistant.serve.store.database import MIGRATION_LOCK
-from assistant.serve.store.schema import metadata
 from assistant.serve.web import create_app
 from assistant.settings import Settings
 from devtools.postgres import fresh_database

@@ -38,7 +38,7 @@ from rel_helpers import (
 )
 from servers import REPO
 
-from assistant.serve.feedback import FeedbackStore
+from assistant.records.feedback import FeedbackStore
 
 if TYPE_CHECKING:
     from assistant.embeddings import SentenceTransformerEmbedder
@@ -233,7 +233,7 @@ def test_kill_9_during_indexing(
 WRITER = """
 import sys
 from pathlib import Path
-from assistant.serve.feedback import FeedbackStore
+from assistant.records.feedback import FeedbackStore
 store = FeedbackStore(Path(sys.argv[1]))
 print("ready", flush=True)
 n = int(sys.stdin.readline())

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 from rel_helpers import CCG_FACT, CCG_QUESTION, Tally, cli_env, copy_corpus, run_cli
 
 from devtools.servers import (
@@ -99,6 +100,17 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         chroma.stop()
 
 
+def _metric(base: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples with ``labels`` in ``base``'s /metrics."""
+    text = httpx.get(f"{base}/metrics", timeout=10).raise_for_status().text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
 def _ask(base: str, question: str, timeout: float = 60) -> httpx.Response:
     return httpx.post(f"{base}/api/ask", json={"question": question}, timeout=timeout)
 
@@ -107,9 +119,12 @@ def test_both_replicas_answer_through_one_port(cluster: Cluster, tally: Tally) -
     answers = [_ask(cluster.proxy, CCG_QUESTION) for _ in range(8)]
     tally.add(requests_sent=len(answers))
     assert [r.status_code for r in answers] == [200] * 8
-    assert all(CCG_FACT in r.json()["answer"] and r.json()["sources"] for r in answers)
+    assert all(CCG_FACT in r.json()["answer"] and r.json()["citations"] for r in answers)
     served_by = set(cluster.upstreams_of("/api/ask"))
     assert served_by == {app.url.removeprefix("http://") for app in cluster.replicas}
+    for app in cluster.replicas:  # each replica's own /metrics counts what it answered
+        answered = _metric(app.url, "assistant_answers_total", outcome="answered")
+        assert answered == cluster.upstreams_of("/api/ask").count(app.url.removeprefix("http://"))
     page = httpx.get(f"{cluster.proxy}/", timeout=30)  # the chat page, through the proxy too
     assert page.status_code == 200
     assert "gradio" in page.text.lower()

@@ -268,9 +268,11 @@ EXPECTED_DRAFTS = [
 ]  # fmt: skip
 
 
-def test_feedback_drafts(tmp_path: Path) -> None:
-    db = make_feedback_db(tmp_path / "feedback.sqlite3", FEEDBACK_ROWS)
-    assert feedback_drafts(db) == EXPECTED_DRAFTS
+def test_feedback_drafts() -> None:
+    columns = ("id", "created", "question", "history", "answer", "rating", "comment")
+    assert feedback_drafts(dict(zip(columns, row, strict=True)) for row in FEEDBACK_ROWS) == (
+        EXPECTED_DRAFTS
+    )
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
@@ -302,21 +304,20 @@ def test_export_feedback_without_a_database_prints_nothing(
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "no-data"))
     code, out, err = run_cli(capsys, ["eval", "export-feedback"])
     assert (code, out) == (0, "")
-    assert "no feedback yet" in err
+    assert "exported 0 thumbs-down answer(s)" in err
     assert not (tmp_path / "no-data").exists()  # nothing created
 
 
-def test_export_feedback_from_a_database_without_the_table_is_an_error(
+def test_export_feedback_from_an_empty_database_file_exports_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    sqlite3.connect(data / "feedback.sqlite3").close()
+    sqlite3.connect(data / "feedback.sqlite3").close()  # adopted: its tables are made
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(data))
     code, out, err = run_cli(capsys, ["eval", "export-feedback"])
-    assert (code, out) == (2, "")
-    assert err.startswith("assistant: error: cannot read feedback from")
-    assert len(err.splitlines()) == 1
+    assert (code, out) == (0, "")
+    assert "exported 0 thumbs-down answer(s)" in err
 
 
 @pytest.mark.parametrize(

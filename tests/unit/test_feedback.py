@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from assistant.errors import ConfigError, DatabaseUnavailableError, InputError
 from assistant.evaluation.run import feedback_drafts
+from assistant.records import Event, EventStore
+from assistant.records.feedback import FEEDBACK_FILE, MAX_COMMENT_CHARS, FeedbackStore
 from assistant.schema import Turn
-from assistant.serve.feedback import FEEDBACK_FILE, MAX_COMMENT_CHARS, FeedbackStore
-from assistant.serve.store import Event, EventStore
 from assistant.serve.web import create_app
 from assistant.settings import Settings
 
@@ -47,7 +47,7 @@ def test_thumbs_down_rows_become_draft_cases(tmp_path: Path) -> None:
     store = FeedbackStore(tmp_path)
     store.add("Good?", "Yes. [1]", 1)
     store.add("Bad?", "No. [1]", -1, comment="missing the date")
-    (draft,) = feedback_drafts(tmp_path / FEEDBACK_FILE)
+    (draft,) = feedback_drafts(store.rows())
     assert draft["question"] == "Bad?"
     assert draft["comment"] == "missing the date"
 
@@ -150,8 +150,8 @@ def test_the_migrations_make_the_tables_the_code_uses(tmp_path: Path) -> None:
     from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine
 
-    from assistant.serve.migrations import HEAD, MIGRATIONS_DIR, VERSION_TABLE
-    from assistant.serve.store.schema import metadata
+    from assistant.records.migrations import HEAD, MIGRATIONS_DIR, VERSION_TABLE
+    from assistant.records.schema import metadata
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

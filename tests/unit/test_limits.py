@@ -17,9 +17,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from assistant.errors import BusyError, InputError, StorageFullError
 from assistant.pipeline import Assistant
+from assistant.records.feedback import FeedbackStore
 from assistant.schema import Turn
 from assistant.serve.access import AnswerQueue
-from assistant.serve.feedback import FeedbackStore
 from assistant.serve.limits import (
     MAX_TURN_CHARS,
     MAX_TURNS,

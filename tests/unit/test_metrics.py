@@ -28,8 +28,8 @@ from assistant.answer.calibration import Calibration
 from assistant.errors import ConfigError
 from assistant.index import IndexHandle
 from assistant.pipeline import Assistant
+from assistant.records.feedback import FeedbackStore
 from assistant.serve.access import AnswerQueue
-from assistant.serve.feedback import FeedbackStore
 from assistant.serve.metrics import (
     CAUSES,
     IndexCollector,
@@ -38,6 +38,7 @@ from assistant.serve.metrics import (
     RequestMetrics,
     route_of,
 )
+from assistant.serve.observe import Observer
 from assistant.serve.web import create_app
 from assistant.settings import Settings
 
@@ -381,7 +382,7 @@ def test_the_chat_page_counts_its_answers_and_personal_data(
     from assistant.serve.ui import _Handlers
 
     metrics = Metrics()
-    handlers = _Handlers(lambda: tiny_assistant, FeedbackStore(tmp_path), metrics)
+    handlers = _Handlers(lambda: tiny_assistant, FeedbackStore(tmp_path), Observer(metrics))
     list(handlers.chat(QUESTION["question"], []))
     assert handlers.check(PERSONAL)["is_valid"] is False
     sample = metrics.registry.get_sample_value

@@ -162,7 +162,7 @@ def test_rated_exchange_finds_the_question_of_an_answer_or_its_sources() -> None
 
 
 def test_the_question_box_refuses_personal_data_naming_the_kinds(tmp_path: Path) -> None:
-    from assistant.serve.feedback import FeedbackStore
+    from assistant.records.feedback import FeedbackStore
     from assistant.serve.ui import _Handlers
 
     def no_assistant() -> Assistant:

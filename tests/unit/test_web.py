@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from assistant.errors import ConfigError
 from assistant.pipeline import Assistant
-from assistant.serve.feedback import FeedbackStore
+from assistant.records.feedback import FeedbackStore
 from assistant.serve.web import WIDGET_JS, create_app
 from assistant.settings import Settings
 

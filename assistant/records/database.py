@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import URL, Connection, Engine, create_engine, event, exc, make_url, text
 
 from assistant.errors import ConfigError, DatabaseUnavailableError, InputError
-from assistant.serve.migrations import MIGRATIONS_DIR
+from assistant.records.migrations import MIGRATIONS_DIR
 
 __all__ = ["CONNECT_TIMEOUT", "FEEDBACK_FILE", "MIGRATION_LOCK", "Database", "upgrade"]
 

@@ -10,17 +10,23 @@ sources, the time taken and the index build that answered.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
 from assistant.errors import InputError
-from assistant.serve.store.database import Database
-from assistant.serve.store.schema import events
+from assistant.records.database import Database
+from assistant.records.schema import events
 
-__all__ = ["Channel", "Event", "EventStore", "Outcome", "Route"]
+__all__ = ["Channel", "Event", "EventLog", "EventStore", "Outcome", "Route"]
+
+log = logging.getLogger(__name__)
 
 Channel = Literal["api", "widget", "page"]
 Route = Literal["ask", "search", "stream"]
@@ -104,3 +110,64 @@ class EventStore:
         with self.database.begin() as conn:
             rows = conn.execute(query).mappings().all()
         return [Event(**{**row, "sources": tuple(row["sources"])}) for row in rows]
+
+    def prune(self, before: datetime) -> int:
+        """Delete the events made before ``before``; returns how many."""
+        if not self.database.exists():
+            return 0
+        with self.database.storing("event") as conn:
+            return int(conn.execute(delete(events).where(events.c.created < before)).rowcount)
+
+
+class EventLog:
+    """Writes events in the background, so that no answer waits for the database or fails with
+    it: at most ``max_pending`` wait (more are dropped, and counted), a failed write is logged
+    (once a minute at most) and dropped. Events older than ``keep_days`` are deleted once an
+    hour by the writer (0: kept until deleted by hand)."""
+
+    def __init__(self, store: EventStore, keep_days: int = 90, max_pending: int = 1000) -> None:
+        self.store, self.keep_days, self.max_pending = store, keep_days, max_pending
+        self.dropped = 0
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
+        self._pruned_at = float("-inf")
+        self._warned_at = float("-inf")
+
+    def submit(self, event: Event) -> None:
+        """Queue ``event`` to be stored (never raises, never blocks)."""
+        with self._lock:
+            if self._pending >= self.max_pending:
+                self.dropped += 1
+                return
+            self._pending += 1
+        self._writer.submit(self._write, event)
+
+    def _write(self, event: Event) -> None:
+        try:
+            self.store.record(event)
+            self._prune_hourly()
+        except Exception as err:  # the answer has gone out: the event is lost, the log says so
+            self._warn(err)
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def _prune_hourly(self) -> None:
+        now = time.monotonic()
+        if self.keep_days > 0 and now - self._pruned_at >= 3600:
+            self._pruned_at = now
+            self.store.prune(datetime.now(UTC) - timedelta(days=self.keep_days))
+
+    def _warn(self, err: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning("could not store a question event (%s); answers go on", type(err).__name__)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until the events submitted so far are written (tests, shutdown)."""
+        self._writer.submit(lambda: None).result(timeout=timeout)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)

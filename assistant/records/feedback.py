@@ -2,7 +2,7 @@
 
 The database is ``ASSISTANT_FEEDBACK_URL`` (any SQLAlchemy URL, e.g. a PostgreSQL shared by
 every replica) or by default the SQLite file ``<data_dir>/feedback.sqlite3``; see
-:mod:`assistant.serve.store.database`. Table ``feedback``: id, created (ISO 8601 UTC),
+:mod:`assistant.records.database`. Table ``feedback``: id, created (ISO 8601 UTC),
 question, history (JSON list of ``{role, content}``), answer, rating (1 or -1), comment. No IP
 address, user name or cookie is stored. Every write is its own transaction, so a kill during a
 write loses at most that write and never corrupts earlier rows.
@@ -19,10 +19,9 @@ from sqlalchemy import insert, select, update
 
 from assistant.errors import InputError, StorageFullError
 from assistant.privacy import redact, screen, screen_turns
-from assistant.schema import Turn
-from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS
-from assistant.serve.store.database import FEEDBACK_FILE, Database
-from assistant.serve.store.schema import feedback
+from assistant.records.database import FEEDBACK_FILE, Database
+from assistant.records.schema import feedback
+from assistant.schema import MAX_TURN_CHARS, MAX_TURNS, Turn
 
 __all__ = ["FEEDBACK_FILE", "MAX_COMMENT_CHARS", "FeedbackStore"]
 
@@ -38,7 +37,7 @@ class FeedbackStore:
     def __init__(
         self, data_dir: Path, pii_check: str = "block", max_bytes: int = 0, url: str = ""
     ) -> None:
-        #: the database, shared with :class:`~assistant.serve.store.events.EventStore`
+        #: the database, shared with :class:`~assistant.records.events.EventStore`
         self.database = Database.for_data_dir(data_dir, url)
         #: the personal-data guard (ASSISTANT_PII_CHECK): block, redact or off
         self.pii_check = pii_check

@@ -1,5 +1,5 @@
 """The feedback database's schema migrations (Alembic), run by
-:func:`assistant.serve.store.database.upgrade` when a store first connects; no ``alembic.ini``
+:func:`assistant.records.database.upgrade` when a store first connects; no ``alembic.ini``
 is needed. A new revision goes into ``versions/`` (``NNNN_what.py``, ``down_revision`` the one
 before); ``script.py.mako`` is its template."""
 

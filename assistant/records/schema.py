@@ -3,7 +3,7 @@
 ``feedback`` (thumbs up/down from the chat page and the API) keeps the columns and types of the
 first, hand-written SQLite schema, so files made before Alembic still fit: ``created`` is ISO 8601
 text and ``history`` JSON text. ``events`` has one row per answered, declined or refused question.
-The migrations (``assistant/serve/migrations``) create them; a unit test checks that they agree.
+The migrations (``assistant/records/migrations``) create them; a unit test checks that they agree.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-from assistant.serve.migrations import VERSION_TABLE
-from assistant.serve.store.schema import metadata
+from assistant.records.migrations import VERSION_TABLE
+from assistant.records.schema import metadata
 
 __all__: list[str] = []
 
