@@ -124,10 +124,12 @@ class Settings:
     #: "postgresql+psycopg://user:password@host:5432/db", one for every replica); empty: the
     #: SQLite file <data_dir>/feedback.sqlite3
     feedback_url: str = field(default="", repr=False)
-    #: each question's outcome (answered, declined, refused for personal data; the question as
-    #: screened, cited titles, time, build) is kept in the feedback database's events table for
-    #: this many days, for operators and the site owners' page; 0: not recorded at all
-    events_keep_days: int = 90
+    #: ratings and question events (the feedback database) older than this many days are
+    #: deleted (hourly); 0: kept until deleted by hand
+    retention_days: int = 90
+    #: keep each question's text with its event (answered or declined, for the site owners'
+    #: page); never a question holding personal data. Off: the events are counts only
+    keep_questions: bool = False
     #: sign-in attempts to the chat page per client address before each further one waits
     #: (login_backoff_seconds, doubling with every failure, at most 15 min); 0: no backoff
     login_max_failures: int = 5
@@ -189,7 +191,7 @@ class Settings:
             )
         # the widget keys themselves are checked by assistant.serve.keys
         names = ("widget_rate_per_minute", "feedback_rate_per_minute", "feedback_max_mb")
-        for name in (*names, "login_max_failures", "events_keep_days"):
+        for name in (*names, "login_max_failures", "retention_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"ASSISTANT_{name.upper()} must be 0 (no limit) or more")
         if self.login_backoff_seconds < 1:

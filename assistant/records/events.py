@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -122,11 +123,19 @@ class EventStore:
 class EventLog:
     """Writes events in the background, so that no answer waits for the database or fails with
     it: at most ``max_pending`` wait (more are dropped, and counted), a failed write is logged
-    (once a minute at most) and dropped. Events older than ``keep_days`` are deleted once an
-    hour by the writer (0: kept until deleted by hand)."""
+    (once a minute at most) and dropped. Once an hour the writer deletes events older than
+    ``keep_days`` (0: kept until deleted by hand), and calls each of ``prune_also`` with the
+    same time (the ratings' retention)."""
 
-    def __init__(self, store: EventStore, keep_days: int = 90, max_pending: int = 1000) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        keep_days: int = 90,
+        max_pending: int = 1000,
+        prune_also: Sequence[Callable[[datetime], object]] = (),
+    ) -> None:
         self.store, self.keep_days, self.max_pending = store, keep_days, max_pending
+        self.prune_also = list(prune_also)
         self.dropped = 0
         self._pending = 0
         self._lock = threading.Lock()
@@ -157,7 +166,9 @@ class EventLog:
         now = time.monotonic()
         if self.keep_days > 0 and now - self._pruned_at >= 3600:
             self._pruned_at = now
-            self.store.prune(datetime.now(UTC) - timedelta(days=self.keep_days))
+            before = datetime.now(UTC) - timedelta(days=self.keep_days)
+            for prune in (self.store.prune, *self.prune_also):
+                prune(before)
 
     def _warn(self, err: Exception) -> None:
         now = time.monotonic()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from assistant.errors import InputError, StorageFullError
 from assistant.privacy import redact, screen, screen_turns
@@ -94,6 +94,14 @@ class FeedbackStore:
             result = conn.execute(change)
         if result.rowcount == 0:
             raise InputError(f"no feedback with id {row_id}")
+
+    def prune(self, before: datetime) -> int:
+        """Delete the ratings made before ``before`` (retention); returns how many."""
+        if not self.database.exists():
+            return 0
+        cutoff = before.astimezone(UTC).isoformat(timespec="seconds")  # as ``created`` is written
+        with self.database.storing("feedback") as conn:
+            return int(conn.execute(delete(feedback).where(feedback.c.created < cutoff)).rowcount)
 
     def rows(self) -> list[dict[str, object]]:
         """Every stored row, oldest first (for tests and exports)."""

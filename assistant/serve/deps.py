@@ -66,11 +66,13 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     #: where each question's outcome is logged (the feedback database); None: not logged
     events: EventLog | None = None
+    #: whether an event keeps its question's text (ASSISTANT_KEEP_QUESTIONS)
+    keep_questions: bool = False
 
     @cached_property
     def observer(self) -> Observer:
         """Each question's outcome: counted in ``metrics`` and logged to ``events``."""
-        return Observer(self.metrics, self.events, self._build_id)
+        return Observer(self.metrics, self.events, self._build_id, self.keep_questions)
 
     def _build_id(self) -> str:
         return self.assistant.index.get().build_id if self.assistant is not None else ""
@@ -85,8 +87,9 @@ class ServerState:
             settings.feedback_max_mb * 1_000_000,
             url=settings.feedback_url,
         )
-        keep = settings.events_keep_days
-        events = EventLog(EventStore(feedback.database), keep) if keep > 0 else None
+        events = EventLog(
+            EventStore(feedback.database), settings.retention_days, prune_also=[feedback.prune]
+        )
         return cls(
             settings=settings,
             feedback=feedback,
@@ -100,6 +103,7 @@ class ServerState:
             feedback_limiter=RateLimiter(settings.feedback_rate_per_minute, what="ratings"),
             metrics=metrics,
             events=events,
+            keep_questions=settings.keep_questions,
         )
 
     def get_assistant(self) -> Assistant:

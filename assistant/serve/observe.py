@@ -3,9 +3,9 @@ counted in the metrics (:mod:`assistant.serve.metrics`) and kept as an event in 
 database (:class:`~assistant.records.EventLog`, written in the background) for operators and
 the site owners' page.
 
-An event keeps the question as the personal-data guard left it, masked again
-(:func:`assistant.privacy.redact`), so that a guard switched off stores no NHS number; a
-question refused for personal data is kept without its text.
+An event keeps its question's text only when the settings say so (``ASSISTANT_KEEP_QUESTIONS``)
+and the question holds no personal data (:func:`assistant.privacy.find_personal_data`, whatever
+``ASSISTANT_PII_CHECK`` says); otherwise the event is a count.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 
-from assistant.privacy import redact
+from assistant.privacy import find_personal_data
 from assistant.records import Event, EventLog
 from assistant.records.events import Channel, Route
 from assistant.schema import Answer
@@ -48,6 +48,8 @@ class Observer:
     events: EventLog | None = None
     #: the serving build's id (read when an event is made; "" when no index is open)
     build_id: Callable[[], str] = _no_build
+    #: keep the text of questions that hold no personal data
+    keep_questions: bool = False
 
     def answered(self, channel: Channel, route: Route, answer: Answer) -> None:
         """An answer, or a decline (the guidance does not cover the question)."""
@@ -60,7 +62,7 @@ class Observer:
                 route,
                 "declined" if answer.refused else "answered",
                 "not_covered" if answer.refused else "",
-                question=redact(answer.question),
+                question=self._kept(answer.question),
                 sources=tuple(dict.fromkeys(c.title for c in answer.citations)),
                 latency_ms=round(answer.timings_ms.get("total", 0.0)),
                 build_id=self._build(),
@@ -74,6 +76,11 @@ class Observer:
             self.metrics.refusal(cause)
         if self.events is not None:
             self.events.submit(Event(channel, route, "refused", cause, build_id=self._build()))
+
+    def _kept(self, question: str) -> str | None:
+        if not self.keep_questions or find_personal_data(question):
+            return None
+        return question
 
     def _build(self) -> str:
         try:

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +51,11 @@ class Cluster:
     corpus: Path
     feedback_url: str
     access_log: Path
+    folder: Path  # logs and data folders
+
+    def replica_env(self, n: int) -> dict[str, str]:
+        """Replica ``n``'s environment: the indexer's, with a data folder of its own."""
+        return _replica_env(self.env, self.folder, n)
 
     def upstreams_of(self, path: str) -> list[str]:
         """``$upstream_addr`` of each logged request for ``path``, oldest first."""
@@ -58,11 +63,12 @@ class Cluster:
         return [line.split(" ", 2)[2] for line in lines if line.split(" ", 2)[0] == path]
 
 
+def _replica_env(env: dict[str, str], folder: Path, n: int) -> dict[str, str]:
+    return {**env, "ASSISTANT_DATA_DIR": str(folder / f"data-{n}")}
+
+
 def _start_replicas(env: dict[str, str], tmp: Path) -> list[AppProcess]:
-    apps = [
-        start_app({**env, "ASSISTANT_DATA_DIR": str(tmp / f"data-{i}")}, tmp / f"replica-{i}.log")
-        for i in (1, 2)
-    ]
+    apps = [start_app(_replica_env(env, tmp, n), tmp / f"replica-{n}.log") for n in (1, 2)]
     try:
         for app in apps:  # they load side by side
             wait_for_health(app)
@@ -91,7 +97,8 @@ def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         upstreams = [app.url.removeprefix("http://") for app in apps]
         with running_nginx(upstreams, tmp / "nginx") as proxy:
-            yield Cluster(proxy, apps, env, corpus, postgres_url, tmp / "nginx" / "upstream.log")
+            log = tmp / "nginx" / "upstream.log"
+            yield Cluster(proxy, apps, env, corpus, postgres_url, log, tmp)
     except ServerStartError as err:
         pytest.fail(str(err))
     finally:
@@ -170,11 +177,9 @@ def test_an_index_run_is_served_by_both_replicas_without_a_restart(
         assert app.process.poll() is None  # the same process: no restart
 
 
-def test_killing_a_replica_under_load_loses_no_request(cluster: Cluster, tally: Tally) -> None:
-    """Asks through the proxy from four clients; once a quarter have answered, one replica is
-    killed (SIGKILL). nginx retries what the dead replica had (asking only reads) on the other,
-    and takes it out of the rotation: every request is answered."""
-    victim = cluster.replicas[1]
+def _under_load(cluster: Cluster, when_a_quarter_done: Callable[[], None]) -> list[int]:
+    """LOAD_REQUESTS asks through the proxy from LOAD_THREADS clients; ``when_a_quarter_done``
+    runs once a quarter of them have answered. Returns each one's status."""
     done: list[int] = []
 
     def one(_: int) -> int:
@@ -182,14 +187,43 @@ def test_killing_a_replica_under_load_loses_no_request(cluster: Cluster, tally: 
         done.append(status)
         return status
 
-    before = len(cluster.upstreams_of("/api/ask"))
     with ThreadPoolExecutor(LOAD_THREADS) as pool:
         futures = [pool.submit(one, i) for i in range(LOAD_REQUESTS)]
         deadline = time.monotonic() + 120
         while len(done) < LOAD_REQUESTS // 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.kill(victim.process.pid, signal.SIGKILL)
-        statuses = [f.result() for f in futures]
+        when_a_quarter_done()
+        return [f.result() for f in futures]
+
+
+def test_a_rolling_restart_loses_no_request(cluster: Cluster, tally: Tally) -> None:
+    """A replica stopped as systemd stops it (SIGTERM) under load finishes what it has, exits
+    cleanly, and nginx sends the rest to the other; started again on its port, it answers."""
+    first = cluster.replicas[0]
+    statuses = _under_load(cluster, lambda: first.process.send_signal(signal.SIGTERM))
+    tally.add(requests_sent=len(statuses), errors=sum(s != 200 for s in statuses))
+    assert statuses == [200] * LOAD_REQUESTS
+    assert first.process.wait(timeout=60) == 0
+    port = int(first.url.rsplit(":", 1)[1])
+    again = start_app(cluster.replica_env(1), cluster.folder / "replica-1-again.log", port=port)
+    cluster.replicas[0] = again
+    try:
+        wait_for_health(again)
+    except ServerStartError as err:
+        pytest.fail(str(err))
+    answer = _ask(again.url, CCG_QUESTION)
+    tally.add(requests_sent=1)
+    assert answer.status_code == 200
+    assert CCG_FACT in answer.json()["answer"]
+
+
+def test_killing_a_replica_under_load_loses_no_request(cluster: Cluster, tally: Tally) -> None:
+    """Asks through the proxy from four clients; once a quarter have answered, one replica is
+    killed (SIGKILL). nginx retries what the dead replica had (asking only reads) on the other,
+    and takes it out of the rotation: every request is answered."""
+    victim = cluster.replicas[1]
+    before = len(cluster.upstreams_of("/api/ask"))
+    statuses = _under_load(cluster, lambda: os.kill(victim.process.pid, signal.SIGKILL))
     victim.process.wait(timeout=10)
     tally.add(requests_sent=len(statuses), errors=sum(s != 200 for s in statuses))
     assert statuses == [200] * LOAD_REQUESTS

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fakes import FakeEmbedder
 from fastapi.testclient import TestClient
 
@@ -43,7 +44,7 @@ def _client(assistant: Assistant, data_dir: Path, **settings: Any) -> TestClient
 
 @pytest.fixture
 def client(tiny_assistant: Assistant, tmp_path: Path) -> Iterator[TestClient]:
-    with _client(tiny_assistant, tmp_path / "data") as c:
+    with _client(tiny_assistant, tmp_path / "data", keep_questions=True) as c:
         yield c
 
 
@@ -69,7 +70,7 @@ def test_a_decline_from_the_widget_is_a_not_covered_event(
     tiny_handle: IndexHandle, fake_embedder: FakeEmbedder, declining: Calibration, tmp_path: Path
 ) -> None:
     assistant = Assistant(tiny_handle, fake_embedder, calibration=declining)
-    with _client(assistant, tmp_path / "data") as client:
+    with _client(assistant, tmp_path / "data", keep_questions=True) as client:
         body = {"question": "What is the capital of France?"}
         lines = client.post("/api/ask/stream", json=body, headers={"Origin": ORIGIN}).text
         assert '"refused": true' in lines
@@ -96,24 +97,25 @@ def test_personal_data_is_a_refused_event_without_the_question(
     }
 
 
-def test_with_the_guard_off_the_stored_question_is_still_masked(
+def test_a_question_with_personal_data_is_never_kept_even_with_the_guard_off(
     tiny_handle: IndexHandle, fake_embedder: FakeEmbedder, answering: Calibration, tmp_path: Path
 ) -> None:
     assistant = Assistant(tiny_handle, fake_embedder, calibration=answering, pii_check="off")
-    with _client(assistant, tmp_path / "data", pii_check="off") as client:
+    with _client(assistant, tmp_path / "data", pii_check="off", keep_questions=True) as client:
         assert client.post("/api/ask", json={"question": PERSONAL}).status_code == 200
         (event,) = _events(tmp_path / "data", client)
-    assert event.question is not None
-    assert "943 476 5919" not in event.question
-    assert "[NHS number]" in event.question
+    assert event.outcome == "answered"
+    assert event.question is None
 
 
-def test_events_keep_days_0_records_nothing(tiny_assistant: Assistant, tmp_path: Path) -> None:
-    with _client(tiny_assistant, tmp_path / "data", events_keep_days=0) as client:
-        assert client.app.state.server.events is None  # type: ignore[attr-defined]
+def test_by_default_events_are_counts_without_the_question(
+    tiny_assistant: Assistant, tmp_path: Path
+) -> None:
+    with _client(tiny_assistant, tmp_path / "data") as client:
         assert client.post("/api/ask", json={"question": QUESTION}).status_code == 200
-    store = EventStore(Database.for_data_dir(tmp_path / "data", ""))
-    assert store.recent(datetime.now(UTC) - timedelta(days=1)) == []
+        (event,) = _events(tmp_path / "data", client)
+    assert (event.outcome, event.question) == ("answered", None)
+    assert event.sources  # what was cited is kept: it says nothing about the user
 
 
 def test_an_unreachable_database_does_not_fail_the_answer(
@@ -148,11 +150,18 @@ def test_the_chat_page_records_its_answers_and_refusals(
     ]
 
 
-def test_the_log_drops_what_it_cannot_hold_and_prunes_old_events(tmp_path: Path) -> None:
-    store = EventStore(Database.for_data_dir(tmp_path, ""))
+def test_the_log_drops_what_it_cannot_hold_and_prunes_old_events_and_ratings(
+    tmp_path: Path,
+) -> None:
+    feedback = FeedbackStore(tmp_path)
+    store = EventStore(feedback.database)
     old = datetime.now(UTC) - timedelta(days=40)
     store.record(Event("api", "ask", "answered", created=old))
-    log = EventLog(store, keep_days=30, max_pending=2)
+    feedback.add("Old?", "Yes. [1]", 1)
+    with feedback.database.begin() as conn:  # made 40 days ago
+        conn.execute(sa.text("UPDATE feedback SET created = :c"), {"c": old.isoformat()})
+    feedback.add("New?", "Yes. [1]", -1)
+    log = EventLog(store, keep_days=30, max_pending=2, prune_also=[feedback.prune])
     log._pending = 2  # as if the writer were held up with two waiting: the next is dropped
     log.submit(Event("api", "ask", "answered"))
     log._pending = 0
@@ -161,4 +170,5 @@ def test_the_log_drops_what_it_cannot_hold_and_prunes_old_events(tmp_path: Path)
     log.flush()
     events = store.recent(old - timedelta(days=1))
     assert [e.route for e in events] == ["search"]  # the 40-day-old one is pruned
+    assert [r["question"] for r in feedback.rows()] == ["New?"]  # and so is the old rating
     log.close()
