@@ -125,7 +125,7 @@ def test_widget_after_an_answer_has_no_serious_axe_violation(page: Page, site: S
 # -- keyboard --------------------------------------------------------------------------------------
 
 
-def _tab_through(page: Page, presses: int) -> list[dict[str, Any]]:
+def _tab_through(page: Page, presses: int) -> list[dict[str, Any] | None]:
     """Press Tab ``presses`` times; what had focus after each press, with its ring's contrast."""
     seen = []
     for _ in range(presses):
