@@ -70,7 +70,13 @@ mark { background: #fde68a; color: #111827; padding: 0 0.1em; font-size: inherit
    are what staff check, so they get full contrast and a readable size */
 .thought-group .message-content, .thought-group .md { opacity: 1 !important; }
 .thought-group .message-content, .thought-group .message-content p { font-size: 14px !important; }
+/* WCAG 2.2 AA (see serve/a11y.py): the footer's API link at 4.5:1; the answers' live region
+   for screen readers only */
+footer .show-api, footer .show-api * { color: #374151 !important; }
+.sr-only { position: absolute !important; width: 1px; height: 1px; margin: -1px; padding: 0;
+           overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
 """
+
 
 # Markdown that could turn text into links, images, code, emphasis, headings or tables. A lone
 # "[1]" stays as it is (screen readers read the message's source, backslashes and all); only a
@@ -375,6 +381,8 @@ def _chatbot() -> gr.Chatbot:
         height="68vh",
         latex_delimiters=[],
         feedback_options=("Like", "Dislike"),
+        # no "share" (to Hugging Face): it has no accessible name, and nowhere to go on an intranet
+        buttons=["copy", "copy_all"],
         placeholder="Ask about who commissions what, commissioning levels, the commissioning "
         "cycle, or procurement versus commissioning.",
     )

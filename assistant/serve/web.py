@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.errors import AccessError, AssistantError, PersonalDataError
 from assistant.pipeline import Assistant
 from assistant.serve import api, hardening, pages
+from assistant.serve.a11y import UI_HEAD
 from assistant.serve.deps import ServerState
 from assistant.serve.keys import KEY_HEADER, WidgetCORSMiddleware
 from assistant.serve.limits import MAX_BODY_BYTES, BodyLimit, LoginBackoff, LoginGuard
@@ -93,7 +94,7 @@ def _mount_ui(app: FastAPI, state: ServerState) -> FastAPI:
         font_mono=["ui-monospace", "Consolas", "monospace"],
     )
     mounted = gr.mount_gradio_app(
-        app, ui, path="/", css=UI_CSS, theme=theme, footer_links=["api"],
+        app, ui, path="/", css=UI_CSS, head=UI_HEAD, theme=theme, footer_links=["api"],
         auth=settings.ui_logins() or None,
         auth_message="Sign in to the commissioning guidance assistant.",
     )  # fmt: skip

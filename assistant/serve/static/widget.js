@@ -122,6 +122,8 @@
     ".caw-hint { font-size: 12px; color: #4c6272; }",
     "button:focus-visible, textarea:focus-visible, summary:focus-visible {",
     "  outline: 3px solid #ffb81c; outline-offset: 2px; box-shadow: 0 0 0 5px #212b32; }",
+    // the conversation fills the panel, which clips: its ring is drawn inside it
+    ".caw-messages:focus-visible { outline: 3px solid #005eb8; outline-offset: -3px; }",
     ".caw-visually-hidden { position: absolute; width: 1px; height: 1px; margin: -1px;",
     "  padding: 0; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }",
     "@media (prefers-reduced-motion: no-preference) {",
@@ -401,8 +403,8 @@
 
     const messages = el("div", "caw-messages");
     messages.setAttribute("role", "log");
-    messages.setAttribute("aria-live", "polite");
-    messages.setAttribute("aria-relevant", "additions");
+    // not live: a streamed answer would be read token by token; the announcer reads it once
+    messages.setAttribute("aria-live", "off");
     messages.setAttribute("aria-label", "Conversation");
     messages.tabIndex = 0;
     panel.appendChild(messages);
@@ -428,7 +430,14 @@
     form.appendChild(hint);
     panel.appendChild(form);
     root.appendChild(panel);
+    // the finished answer, read once by screen readers (outside the panel: heard when closed)
+    const announcer = el("div", "caw-visually-hidden caw-announcer");
+    announcer.setAttribute("role", "status");
+    announcer.setAttribute("aria-live", "polite");
+    announcer.setAttribute("aria-atomic", "true");
+    root.appendChild(announcer);
 
+    this.announcer = announcer;
     this.launcher = launcher;
     this.panel = panel;
     this.messages = messages;
@@ -501,6 +510,15 @@
     return node;
   };
 
+  // Tell screen readers a finished reply: its text, without the collapsed sources.
+  Widget.prototype.announce = function (node) {
+    const parts = [];
+    for (let i = 0; i < node.children.length; i++) {
+      if (node.children[i].tagName !== "DETAILS") parts.push(node.children[i].textContent);
+    }
+    this.announcer.textContent = parts.join(" ").replace(/\s+/g, " ").trim();
+  };
+
   Widget.prototype.setBusy = function (busy) {
     this.busy = busy;
     this.send.disabled = busy;
@@ -512,6 +530,7 @@
     this.controller = null;
     this.history = [];
     while (this.messages.firstChild) this.messages.removeChild(this.messages.firstChild);
+    this.announcer.textContent = "";
     this.showEmpty();
     this.setBusy(false);
     this.input.value = "";
@@ -574,6 +593,7 @@
           // a chat model writes the answer: show it as it comes (replaced by the final answer)
           if (generation !== self.generation) return;
           thinking.classList.add("caw-streaming");
+          thinking.removeAttribute("role"); // "Thinking…" was announced; the tokens are not
           thinking.textContent = text;
         });
         if (event && event.type === "answer" && event.answer && typeof event.answer.answer === "string") {
@@ -598,7 +618,7 @@
     this.controller = null;
     thinking.remove();
     if (reply.data) {
-      this.add(renderAnswer(reply.data), true);
+      this.announce(this.add(renderAnswer(reply.data), true));
       this.history.push({ role: "user", content: question });
       this.history.push({ role: "assistant", content: reply.data.answer });
       this.history = this.history.slice(-MAX_TURNS);
