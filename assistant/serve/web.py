@@ -37,7 +37,7 @@ from assistant.serve.limits import MAX_BODY_BYTES, BodyLimit, LoginBackoff, Logi
 from assistant.serve.metrics import RequestMetrics, note_refusal
 from assistant.serve.observe import QUESTION_ROUTES, channel_of
 from assistant.serve.pages import WIDGET_JS
-from assistant.serve.ui import UI_CSS, build_ui
+from assistant.serve.ui import UI_CSS, UI_HEAD, build_ui
 from assistant.settings import Settings
 
 __all__ = ["MAX_BODY_BYTES", "WIDGET_JS", "create_app"]
@@ -93,7 +93,7 @@ def _mount_ui(app: FastAPI, state: ServerState) -> FastAPI:
         font_mono=["ui-monospace", "Consolas", "monospace"],
     )
     mounted = gr.mount_gradio_app(
-        app, ui, path="/", css=UI_CSS, theme=theme, footer_links=["api"],
+        app, ui, path="/", css=UI_CSS, head=UI_HEAD, theme=theme, footer_links=["api"],
         auth=settings.ui_logins() or None,
         auth_message="Sign in to the commissioning guidance assistant.",
     )  # fmt: skip
