@@ -1,6 +1,6 @@
 """What the chat page needs for WCAG 2.2 AA beyond Gradio's options and ``UI_CSS``.
 
-Gradio 6.31 leaves three things a page option cannot reach; :data:`UI_HEAD`, a small script in
+Gradio 6.31 leaves three things a page option cannot reach; :data:`A11Y_HEAD`, a small script in
 the page head (``mount_gradio_app(head=...)``, allowed by the page's CSP), mends them:
 
 - the collapsible Sources title is a ``role="button"`` holding a second, nameless arrow button
@@ -14,12 +14,12 @@ the page head (``mount_gradio_app(head=...)``, allowed by the page's CSP), mends
 
 from __future__ import annotations
 
-__all__ = ["ANNOUNCER_ID", "UI_HEAD"]
+__all__ = ["A11Y_HEAD", "ANNOUNCER_ID"]
 
 ANNOUNCER_ID = "answer-announcer"
 
 #: the script (see the module docstring); ``answer-announcer`` is :data:`ANNOUNCER_ID`
-UI_HEAD = """<script>
+A11Y_HEAD = """<script>
 (function () {
   "use strict";
   var busy = false, said = "";

@@ -39,6 +39,7 @@ from assistant.serve.deps import (
     within_feedback_limit,
     within_rate_limit,
 )
+from assistant.serve.display import display_json
 from assistant.serve.hardening import public_message
 from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS, ReleasingStreamingResponse
 from assistant.serve.metrics import serving_build
@@ -50,6 +51,7 @@ __all__ = [
     "FeedbackIn",
     "SearchIn",
     "TurnIn",
+    "answer_json",
     "error_body",
     "router",
     "scrape",
@@ -164,7 +166,13 @@ async def ask(
     async with queue.slot():
         answer = await run_in_threadpool(assistant.ask, body.question, _turns(body.history))
     record(answer)
-    return answer.to_json()
+    return answer_json(answer)
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    """An answer as the API sends it: :meth:`Answer.to_json` and, added, ``display`` (the
+    blocks the widget shows, one marker per run, and the text its copy button copies)."""
+    return {**answer.to_json(), "display": display_json(answer)}
 
 
 def _ndjson_events(
@@ -175,7 +183,7 @@ def _ndjson_events(
         for item in assistant.ask_stream(question, turns):
             if isinstance(item, Answer):
                 record(item)
-                event: dict[str, Any] = {"type": "answer", "answer": item.to_json()}
+                event: dict[str, Any] = {"type": "answer", "answer": answer_json(item)}
             else:
                 event = {"type": "delta", "text": item}
             yield (json.dumps(event, ensure_ascii=False) + "\n").encode()

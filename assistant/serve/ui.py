@@ -3,7 +3,9 @@
 Everything from a document, a question or an answer reaches the page through :func:`md_text`,
 which escapes HTML and the Markdown that could make links, images or code, so markup in the
 guidance is shown as text and never runs. The only markup on the page is ours: ``<mark>`` around
-cited sentences and the wrapper of a declined answer.
+cited sentences, the wrapper of a declined answer, and (:mod:`assistant.serve.markup`) the
+answer's markers, links to their sources, and its copy button. Markers are merged for reading
+(:mod:`assistant.serve.display`): one per run of sentences from the same source.
 
 The chat function is public to ``gradio_client`` as ``api_name="chat"``; it returns the answer
 message and the sources message (Markdown, as the page shows them).
@@ -11,9 +13,7 @@ message and the sources message (Markdown, as the page shows them).
 
 from __future__ import annotations
 
-import html
 import logging
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -25,13 +25,18 @@ from assistant.pipeline import Assistant
 from assistant.privacy import screen
 from assistant.records.feedback import FeedbackStore
 from assistant.schema import Answer, Citation, Passage, Turn
+from assistant.serve.a11y import A11Y_HEAD
+from assistant.serve.display import answer_body, display_blocks, display_text, source_key
 from assistant.serve.hardening import public_message
 from assistant.serve.limits import MAX_TURN_CHARS, MAX_TURNS
+from assistant.serve.markup import ANSWERS_HEAD, blocks_markdown, copy_button, md_text, plain_text
 from assistant.serve.observe import Observer
 
 __all__ = [
     "EXAMPLES",
     "UI_CSS",
+    "UI_HEAD",
+    "answer_markdown",
     "build_ui",
     "history_turns",
     "md_text",
@@ -77,27 +82,9 @@ footer .show-api, footer .show-api * { color: #374151 !important; }
            overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
 """
 
-
-# Markdown that could turn text into links, images, code, emphasis, headings or tables. A lone
-# "[1]" stays as it is (screen readers read the message's source, backslashes and all); only a
-# "]" that could close a link, image or reference definition is escaped. Maths is switched off.
-_MD_SPECIAL = re.compile(r"([\\`*_#|~]|\](?=[(\[:]))")
-# What a Markdown renderer would turn into a link by itself: "https://…", "www.…", "a@b.org".
-_AUTOLINK = re.compile(r"(?<=[A-Za-z])(:)(?=//)|(?<=\bwww)(\.)|(@)(?=[A-Za-z0-9])")
+#: the page head: the accessibility fixes, then the answers' markers and copy buttons
+UI_HEAD = A11Y_HEAD + "\n" + ANSWERS_HEAD
 _STREAM_STEPS = 12
-
-
-def md_text(text: str) -> str:
-    """``text`` for a Markdown message, shown exactly as written: no HTML, links or formatting."""
-    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
-    return _AUTOLINK.sub(lambda m: "\\" + m.group(0), escaped)
-
-
-def plain_text(markdown: str) -> str:
-    """The text a reader sees in one of our messages (inverse of :func:`md_text`, tags removed)."""
-    text = re.sub(r"<[^>]+>", "", markdown)
-    text = re.sub(r"\\([\\`*_#|~\]:.@])", r"\1", text)
-    return html.unescape(text)
 
 
 def _user_text(message: Any, convert: Callable[[str], str]) -> Any:
@@ -173,10 +160,12 @@ def _where(title: str, section: str) -> str:
     return md_text(title + (f" — {section}" if section else ""))
 
 
-def _citation_block(c: Citation) -> str:
+def _citation_block(c: Citation, key: str) -> str:
+    """One source, its heading the target of the answer's markers for it."""
     quotes = c.quotes or [c.quote]
     return (
-        f"**[{c.n}] {_where(c.title, c.section)}**  \n"
+        f'<span id="src-{key}-{c.n}" class="source-head" tabindex="-1">'
+        f"**[{c.n}] {_where(c.title, c.section)}**</span>  \n"
         f"{age_line(c.era, c.status, c.note)}\n\n"
         f"{highlight(c.passage, quotes)}"
     )
@@ -198,25 +187,25 @@ def sources_markdown(answer: Answer) -> str:
     if answer.refused:
         parts += [_closest_block(p) for p in answer.passages[:3]]
     else:
-        parts += [_citation_block(c) for c in answer.citations]
+        key = source_key(answer)
+        parts += [_citation_block(c, key) for c in sorted(answer.citations, key=lambda c: c.n)]
     return "\n\n---\n\n".join(parts)
 
 
-def answer_body(answer: Answer) -> str:
-    """The answer without the notices the pipeline appends to it (the page shows them apart)."""
-    body = answer.answer
-    for notice in reversed(answer.notices):
-        body = body.removesuffix(notice).rstrip()
-    return body
-
-
 def answer_markdown(answer: Answer, text: str | None = None) -> str:
-    """The answer message (``text``: the part streamed so far); a declined one looks different."""
-    body = md_text(answer_body(answer) if text is None else text)
+    """The answer message (``text``: the part streamed so far); a declined one looks different.
+    The whole answer has one marker per run of sentences from a source, each a link to it."""
+    if text is not None:
+        body = md_text(text)
+    else:
+        cited = [c.n for c in answer.citations]
+        body = blocks_markdown(display_blocks(answer_body(answer), cited), source_key(answer))
     if answer.refused:
         return f'<div class="declined"><strong>{DECLINED_HEADING}.</strong> {body}</div>'
     if text is None and answer.notices:
         body += "\n\n" + "\n\n".join(f"*{md_text(n)}*" for n in answer.notices)
+    if text is None and answer.citations:
+        body += "\n\n" + copy_button(answer)
     return body
 
 
@@ -236,7 +225,7 @@ def render_answer(answer: Answer) -> list[gr.ChatMessage]:
 
 def stream_answer(answer: Answer) -> Iterator[list[gr.ChatMessage]]:
     """The answer revealed a few words at a time, then whole with its sources."""
-    words = answer_body(answer).split(" ")
+    words = display_text(answer).split(" ")
     step = max(1, len(words) // _STREAM_STEPS)
     for end in range(step, len(words), step):
         partial = " ".join(words[:end])

@@ -31,14 +31,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.errors import AccessError, AssistantError, PersonalDataError
 from assistant.pipeline import Assistant
 from assistant.serve import api, hardening, pages
-from assistant.serve.a11y import UI_HEAD
 from assistant.serve.deps import ServerState
 from assistant.serve.keys import KEY_HEADER, WidgetCORSMiddleware
 from assistant.serve.limits import MAX_BODY_BYTES, BodyLimit, LoginBackoff, LoginGuard
 from assistant.serve.metrics import RequestMetrics, note_refusal
 from assistant.serve.observe import QUESTION_ROUTES, channel_of
 from assistant.serve.pages import WIDGET_JS
-from assistant.serve.ui import UI_CSS, build_ui
+from assistant.serve.ui import UI_CSS, UI_HEAD, build_ui
 from assistant.settings import Settings
 
 __all__ = ["MAX_BODY_BYTES", "WIDGET_JS", "create_app"]

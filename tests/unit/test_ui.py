@@ -9,6 +9,7 @@ import pytest
 
 from assistant.pipeline import Assistant
 from assistant.schema import Answer, Citation, Turn
+from assistant.serve.display import source_key
 from assistant.serve.ui import (
     CLOSEST_TITLE,
     age_line,
@@ -95,12 +96,18 @@ def test_a_normal_answer_and_its_sources() -> None:
     messages = render_answer(answer)
     assert [m.metadata.get("title") for m in messages] == [None, "Sources (1)"]
     text, sources = (str(m.content) for m in messages)
-    assert text.startswith("CCGs commission care. [1]\n\n*Note: this answer cites historical")
+    key = source_key(answer)
+    assert text.startswith(
+        f'CCGs commission care. <a class="cite-ref" href="#src-{key}-1">[1]</a>\n\n'
+        "*Note: this answer cites historical"
+    )  # the marker links to its source in the Sources block
+    assert f'<span id="src-{key}-1" class="source-head" tabindex="-1">' in sources
     assert "**[1] Guide &lt;i&gt; — Levels**" in sources
     assert "<mark>CCGs commission care.</mark> <mark>[x\\](javascript:1)</mark>" in sources
     assert "historical guidance" in sources
     assert "*Searched for:* Which bodies? Who commissions care?" in sources
     assert not re.search(r"<(?!/?(mark|span)\b)", sources)  # our own tags only
+    assert not re.search(r"<(?!/?(a|button|span)\b)", text)
 
 
 def test_a_declined_answer_looks_different() -> None:
@@ -178,3 +185,20 @@ def test_the_question_box_refuses_personal_data_naming_the_kinds(tmp_path: Path)
     assert _Handlers(no_assistant, FeedbackStore(tmp_path, "redact")).check(
         "NHS number 943 476 5919"
     )["is_valid"]
+
+
+def test_one_linked_marker_per_run_and_a_copy_button_the_history_ignores() -> None:
+    cite = Citation(
+        n=1, chunk_id="d:0", doc_id="d", title="Guide", section="", quote="A.", passage="A. B."
+    )  # fmt: skip
+    answer = Answer("Q?", "A. [1] B. [1]\n- x [1]\n- y [1]", False, [cite])
+    markdown = answer_markdown(answer)
+    assert markdown.count('class="cite-ref"') == 1
+    assert "A. B.\n\n- x\n- y <a" in markdown  # the list keeps its lines, one marker after it
+    assert '<button type="button" class="copy-answer">' in markdown
+    assert "Sources:&#10;[1] Guide</span>" in markdown  # the copy text, hidden, for the button
+    shown = plain_text(markdown)
+    assert shown == "A. B.\n\n- x\n- y [1]"  # history and ratings get the answer, not the button
+    assert history_turns([{"role": "assistant", "content": markdown}])[0].content == shown
+    streamed = [str(step[0].content) for step in stream_answer(answer)][:-1]
+    assert all("[1]" not in s or s.endswith("[1]") for s in streamed)

@@ -37,6 +37,17 @@ def test_ask_answers(client: TestClient) -> None:
     assert r.json()["citations"]
 
 
+def test_ask_adds_the_answer_as_shown(client: TestClient) -> None:
+    body = client.post("/api/ask", json={"question": "What do the guides say about commissioning?"})
+    data = body.json()
+    assert data["answer"]  # unchanged: a marker after every sentence
+    shown = data["display"]
+    assert shown["blocks"]
+    assert shown["blocks"][0]["type"] in ("p", "list")
+    assert "\n\nSources:\n[1] " in shown["copy"]
+    assert len(shown["key"]) == 10
+
+
 @pytest.mark.parametrize("origin", [None, OWN, ALLOWED])
 def test_same_origin_and_allowed_origins_may_ask(client: TestClient, origin: str | None) -> None:
     headers = {"Origin": origin} if origin else {}

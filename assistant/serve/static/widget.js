@@ -130,6 +130,17 @@
     "  .caw-launcher { transition: background 0.15s; } }",
   ].join("\n");
 
+  // How an answer's display looks: linked markers, the source they lead to, the copy button.
+  const ANSWER_STYLE = [
+    "a.caw-ref { color: #003087; font-weight: 600; text-decoration: underline; }",
+    ".caw-answer-text ul { margin: 0 0 6px; padding-left: 20px; }",
+    ".caw-answer-text li { margin: 0 0 2px; }",
+    ".caw-source-target { outline: 3px solid #005eb8; outline-offset: 2px; }",
+    ".caw-copy { margin-top: 8px; padding: 4px 10px; font: inherit; font-size: 13px;",
+    "  color: #003087; background: #ffffff; border: 1px solid #003087; border-radius: 6px;",
+    "  cursor: pointer; }",
+  ].join("\n");
+
   // Text with its [n] citation markers kept, each marker in its own span. Only the numbers of
   // this answer's citations are markers, and not after "]": "[ref][1]" in a document is text.
   function appendWithMarkers(parent, text, cited) {
@@ -215,6 +226,8 @@
 
   function sourceItem(c) {
     const li = el("li", "caw-source");
+    li.setAttribute("data-n", str(c.n));
+    li.tabIndex = -1;
     li.appendChild(heading(c.title, c.section, c.n));
     li.appendChild(ageLine(c));
     if (str(c.note)) li.appendChild(el("div", "caw-age-note", c.note));
@@ -254,31 +267,115 @@
     return body.trim() || str(answer);
   }
 
+  // A marker: a link to its source in the answer's Sources block, which it opens.
+  function markerLink(n, sources) {
+    const link = el("a", "caw-ref", "[" + n + "]");
+    link.href = "#";
+    link.setAttribute("aria-label", "Source " + n);
+    link.addEventListener("click", function (event) {
+      event.preventDefault();
+      const item = sources && sources.querySelector('li[data-n="' + n + '"]');
+      if (!item) return;
+      sources.open = true;
+      const marked = sources.querySelectorAll(".caw-source-target");
+      for (let i = 0; i < marked.length; i++) marked[i].classList.remove("caw-source-target");
+      item.classList.add("caw-source-target");
+      item.scrollIntoView({ block: "nearest" });
+      item.focus({ preventScroll: true });
+    });
+    return link;
+  }
+
+  // Parts of a line: text, then its markers (one per run of sentences from a source).
+  function appendParts(parent, parts, sources) {
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i] && typeof parts[i] === "object" ? parts[i] : {};
+      const text = str(part.text);
+      const cite = Array.isArray(part.cite) ? part.cite : [];
+      const sep = i > 0 && !/^[.,;:!?)\]]/.test(text) ? " " : "";
+      if (sep + text) parent.appendChild(document.createTextNode(sep + text));
+      for (let j = 0; j < cite.length; j++) {
+        if (j === 0 && text) parent.appendChild(document.createTextNode(" "));
+        parent.appendChild(markerLink(Number(cite[j]), sources));
+      }
+    }
+  }
+
+  // The server's display of the answer (paragraphs and lists, see assistant/serve/display.py).
+  function appendDisplay(parent, blocks, sources) {
+    for (let i = 0; i < blocks.length; i++) {
+      const block = blocks[i] && typeof blocks[i] === "object" ? blocks[i] : {};
+      if (block.type === "list" && Array.isArray(block.items)) {
+        const list = el("ul");
+        for (let j = 0; j < block.items.length; j++) {
+          const li = el("li");
+          appendParts(li, Array.isArray(block.items[j]) ? block.items[j] : [], sources);
+          list.appendChild(li);
+        }
+        parent.appendChild(list);
+      } else if (Array.isArray(block.parts)) {
+        const p = el("p");
+        appendParts(p, block.parts, sources);
+        parent.appendChild(p);
+      }
+    }
+  }
+
+  function copyButton(text) {
+    const button = el("button", "caw-copy", "Copy answer with sources");
+    button.type = "button";
+    button.addEventListener("click", function () {
+      const done = function (label) {
+        button.textContent = label;
+        setTimeout(function () {
+          button.textContent = "Copy answer with sources";
+        }, 2000);
+      };
+      if (!navigator.clipboard) return done("Copying is not available here");
+      navigator.clipboard.writeText(text).then(
+        function () { done("Copied"); },
+        function () { done("Could not copy"); }
+      );
+    });
+    return button;
+  }
+
   function renderAnswer(data) {
     const notices = Array.isArray(data.notices) ? data.notices.map(str).filter(Boolean) : [];
     const refused = data.refused === true;
+    const display = data.display && typeof data.display === "object" ? data.display : null;
     const msg = el("div", "caw-msg " + (refused ? "caw-declined" : "caw-answer"));
     if (refused) {
       msg.appendChild(el("strong", "caw-declined-heading", "Not covered by the guidance"));
     }
+    const citations = Array.isArray(data.citations) ? data.citations : [];
+    const sources =
+      !refused && citations.length
+        ? detailsBlock("caw-sources", "Sources", citations, sourceItem)
+        : null;
     const text = el("div", "caw-answer-text");
-    const cited = (Array.isArray(data.citations) ? data.citations : []).map(function (c) {
-      return c && typeof c === "object" ? Number(c.n) : NaN;
-    });
-    appendParagraphs(text, answerBody(data.answer, notices), cited);
+    if (display && Array.isArray(display.blocks)) {
+      appendDisplay(text, display.blocks, sources);
+    } else {
+      const cited = citations.map(function (c) {
+        return c && typeof c === "object" ? Number(c.n) : NaN;
+      });
+      appendParagraphs(text, answerBody(data.answer, notices), cited);
+    }
     msg.appendChild(text);
     for (let i = 0; i < notices.length; i++) msg.appendChild(el("p", "caw-notice", notices[i]));
-    const citations = Array.isArray(data.citations) ? data.citations : [];
-    if (!refused && citations.length) {
-      msg.appendChild(detailsBlock("caw-sources", "Sources", citations, sourceItem));
-    }
+    if (sources) msg.appendChild(sources);
     const closest = Array.isArray(data.closest) ? data.closest : [];
     if (refused && closest.length) {
       const summary = "Closest passages in the guidance";
       msg.appendChild(detailsBlock("caw-closest", summary, closest, closestItem));
     }
+    if (!refused && display && typeof display.copy === "string") {
+      msg.appendChild(copyButton(display.copy));
+    }
     return msg;
   }
+
 
   // Reads the server's stream of JSON lines; calls onText with the text written so far and
   // returns the last event (the answer, or an error).
@@ -357,7 +454,7 @@
     this.shadow = shadow;
 
     const style = document.createElement("style");
-    style.textContent = STYLE;
+    style.textContent = STYLE + "\n" + ANSWER_STYLE;
     shadow.appendChild(style);
 
     const root = el("div", "caw-root");
