@@ -40,7 +40,10 @@ A11Y_HEAD = """<script>
     var bots = document.querySelectorAll('[role="log"] [data-testid="bot"]');
     for (var i = bots.length - 1; i >= 0; i--) {
       if (!bots[i].querySelector(".thought-group") && !bots[i].closest(".thought-group")) {
-        return bots[i].innerText.trim();
+        // the answer without its buttons ("Copy answer with sources") or their hidden text
+        var copy = bots[i].cloneNode(true);
+        copy.querySelectorAll("button, .copy-text").forEach(function (n) { n.remove(); });
+        return copy.textContent.replace(/\s+/g, " ").trim();
       }
     }
     return "";

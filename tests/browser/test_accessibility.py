@@ -296,7 +296,9 @@ def test_chat_page_announces_the_finished_answer_once(page: Page, site: Site) ->
     ask_page(page, CCG_QUESTION)
     region = page.locator(CHAT_LIVE)
     _assert_announced_once(page, region)
-    assert "[1]" in region.inner_text()  # the answer as shown, citation markers and all
+    said = region.inner_text()
+    assert "[1]" in said  # the answer as shown, citation markers and all
+    assert "Copy answer" not in said  # but not its buttons
 
 
 def test_widget_announces_the_finished_answer_once(page: Page, site: Site) -> None:

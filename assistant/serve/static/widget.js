@@ -120,7 +120,7 @@
     "  cursor: pointer; }",
     ".caw-send:disabled { background: #768692; border-color: #4c6272; cursor: wait; }",
     ".caw-hint { font-size: 12px; color: #4c6272; }",
-    "button:focus-visible, textarea:focus-visible, summary:focus-visible {",
+    "button:focus-visible, textarea:focus-visible, summary:focus-visible, a:focus-visible {",
     "  outline: 3px solid #ffb81c; outline-offset: 2px; box-shadow: 0 0 0 5px #212b32; }",
     // the conversation fills the panel, which clips: its ring is drawn inside it
     ".caw-messages:focus-visible { outline: 3px solid #005eb8; outline-offset: -3px; }",
