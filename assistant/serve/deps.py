@@ -22,6 +22,7 @@ from assistant.records import EventLog, EventStore
 from assistant.records.feedback import FeedbackStore
 from assistant.schema import Answer
 from assistant.serve.access import AnswerQueue, RateLimiter, check_origin, check_token
+from assistant.serve.admin_events import RefusalGate
 from assistant.serve.keys import KEY_HEADER, WIDGET_PATHS, WidgetKeys
 from assistant.serve.metrics import Metrics
 from assistant.serve.observe import QUESTION_ROUTES, Observer, channel_of
@@ -68,6 +69,8 @@ class ServerState:
     events: EventLog | None = None
     #: whether an event keeps its question's text (ASSISTANT_KEEP_QUESTIONS)
     keep_questions: bool = False
+    #: refused questions recorded as events: at most 60 a minute per cause (the rest: metrics)
+    refusal_gate: RefusalGate = field(default_factory=RefusalGate)
 
     @cached_property
     def observer(self) -> Observer:
