@@ -240,5 +240,5 @@ def bar_chart(id_: str, caption: str, rows: Sequence[tuple[str, int]], what: str
     return Chart(id_, caption, width, height, bars, labels, ("", what), table)
 
 
-def _short(text: str, most: int = 38) -> str:
+def _short(text: str, most: int = 34) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"

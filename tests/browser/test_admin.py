@@ -137,7 +137,7 @@ def test_the_page_shows_what_was_asked(
     assert groups.count() >= 2
     heading = page.locator("section.group h3").first.inner_text()
     assert heading.split()[0] != "1", "no two similar off-topic questions were grouped"
-    link = page.get_by_role("link", name="Export these").first
+    link = page.get_by_role("link", name="as draft evaluation cases").first
     href = link.get_attribute("href")
     assert href
     export = context.request.get(f"{owners_site}{href}")
