@@ -56,10 +56,10 @@ async def on_assistant_error(request: Request, err: AssistantError) -> JSONRespo
     return JSONResponse(api.error_body(err), status_code=api.status_for(err))
 
 
-def _refusal_event(request: Request, err: AssistantError) -> None:
+def _refusal_event(request: Request, err: AssistantError | str) -> None:
     """A question refused on a question route, as an event (at most 60 a minute per cause)."""
     route = QUESTION_ROUTES.get(request.url.path)
-    cause = refusal_event_cause(err)
+    cause = refusal_event_cause(err) if isinstance(err, AssistantError) else err
     if route is None or cause is None:
         return
     state: ServerState = request.app.state.server
@@ -80,6 +80,9 @@ async def on_http_error(request: Request, err: StarletteHTTPException) -> JSONRe
 async def on_invalid(request: Request, err: RequestValidationError) -> JSONResponse:
     """A request that does not match its model: 422 with every problem in one message."""
     note_refusal(request.scope, "invalid")
+    if any(tuple(e.get("loc", ())) == ("body", "question") and "at most" in str(e.get("msg"))
+           for e in err.errors()):  # fmt: skip
+        _refusal_event(request, "input_too_long")  # over the API's own 8,000 characters
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
         for e in err.errors()

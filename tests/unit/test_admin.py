@@ -309,3 +309,15 @@ def test_refusals_are_events_at_most_60_a_minute(tiny_assistant: Assistant, tmp_
         html = client.get("/admin?window=24h", auth=LOGIN).text
         assert _figure(html, "refused") == "60"
         assert "2 left out by this process" in html
+
+
+def test_questions_over_either_length_limit_are_input_too_long_events(
+    owners: TestClient,
+) -> None:
+    assert owners.post("/api/ask", json={"question": "x" * 1001}).status_code == 400
+    assert owners.post("/api/ask/stream", json={"question": "x" * 9000}).status_code == 422
+    assert owners.post("/api/search", json={"question": 42}).status_code == 422  # not a length
+    _flush(owners)
+    html = owners.get("/admin?window=24h", auth=LOGIN).text
+    assert _figure(html, "refused") == "2"
+    assert "x" * 50 not in html  # the refused questions are not kept
