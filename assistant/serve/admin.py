@@ -10,13 +10,15 @@ comments grouped by meaning, each group exported as draft evaluation cases
 (``GET /admin/export.jsonl?kind=declined|feedback&ids=…``, JSON lines).
 
 Only with ``ASSISTANT_ADMIN_AUTH`` (``user:password[,…]``, HTTP basic, compared in constant
-time); without it there is no page (404). Not the API token's: its own login (401 with
-``WWW-Authenticate: Basic``). The Host check and the security headers apply as everywhere.
+time; failed logins back off as the chat page's do, 429); without it there is no page (404).
+Not the API token's: its own login (401 with ``WWW-Authenticate: Basic``). The Host check and
+the security headers apply as everywhere.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.templating import Jinja2Templates
 
-from assistant.errors import InputError, NotServedError
+from assistant.errors import InputError, NotServedError, RateLimitedError
 from assistant.records import Event, EventStore
 from assistant.records.drafts import declined_drafts, feedback_drafts
 from assistant.serve.admin_events import REFUSAL_EVENTS_PER_MINUTE
@@ -67,17 +69,19 @@ def admin_login(
     request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)]
 ) -> str:
     """Dependency: the signed-in site owner's name; 404 without ``ASSISTANT_ADMIN_AUTH``, 401
-    (``WWW-Authenticate: Basic``) without a right login."""
-    logins = server_state(request).settings.admin_logins()
+    (``WWW-Authenticate: Basic``) without a right login, 429 after failed logins
+    (``ASSISTANT_LOGIN_MAX_FAILURES``, ``ASSISTANT_LOGIN_BACKOFF_SECONDS``)."""
+    state = server_state(request)
+    logins = state.settings.admin_logins()
     if not logins:
         raise NotServedError("not found (the site owners' page needs ASSISTANT_ADMIN_AUTH)")
     if credentials is not None:
-        user, password = credentials.username.encode(), credentials.password.encode()
-        right = False
-        for name, secret in logins:  # every login compared, in constant time
-            same = secrets.compare_digest(user, name.encode())
-            right |= secrets.compare_digest(password, secret.encode()) and same
-        if right:
+        client = request.client.host if request.client else "unknown"
+        wait = state.admin_guard.attempt(client)  # failed logins back off (429)
+        if wait > 0:
+            raise RateLimitedError("too many failed logins: try again later", math.ceil(wait))
+        if _right(credentials, logins):
+            state.admin_guard.succeeded(client)
             return credentials.username
     note_refusal(request.scope, "login")  # metrics
     raise HTTPException(
@@ -85,6 +89,15 @@ def admin_login(
         "the site owners' page needs its login",
         {"WWW-Authenticate": 'Basic realm="Site owners"'},
     )
+
+
+def _right(credentials: HTTPBasicCredentials, logins: Sequence[tuple[str, str]]) -> bool:
+    user, password = credentials.username.encode(), credentials.password.encode()
+    right = False
+    for name, secret in logins:  # every login compared, in constant time
+        same = secrets.compare_digest(user, name.encode())
+        right |= secrets.compare_digest(password, secret.encode()) and same
+    return right
 
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(admin_login)])

@@ -321,3 +321,17 @@ def test_questions_over_either_length_limit_are_input_too_long_events(
     html = owners.get("/admin?window=24h", auth=LOGIN).text
     assert _figure(html, "refused") == "2"
     assert "x" * 50 not in html  # the refused questions are not kept
+
+
+def test_failed_logins_back_off(tiny_assistant: Assistant, tmp_path: Path) -> None:
+    settings = {"login_max_failures": 2, "login_backoff_seconds": 60}
+    with _app(tiny_assistant, tmp_path / "d", **settings) as client:
+        assert client.get("/admin").status_code == 401  # no login given: not a failure
+        assert client.get("/admin", auth=LOGIN).status_code == 200  # and a success forgets
+        assert [client.get("/admin", auth=("owner", "guess")).status_code for _ in range(2)] == [
+            401,
+            401,
+        ]
+        held = client.get("/admin", auth=LOGIN)
+        assert held.status_code == 429
+        assert int(held.headers["retry-after"]) > 0
