@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-dev chromium services index run test lint format eval calibrate \
-        clean distractors bench
+        clean distractors bench screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ test: install-dev chromium services ## run the whole test suite, then the evalua
 	HF_HUB_OFFLINE=1 $(BIN)/assistant eval --gate eval/thresholds.toml --report test-reports/eval
 
 LINTED := assistant tests bench devtools app.py
+
+screenshots: install-dev chromium ## PNGs of the chat page, the widget and /admin in docs/screenshots/
+	HF_HUB_OFFLINE=1 $(BIN)/python -m devtools.screenshots
 
 lint: install-dev ## ruff, mypy and the import rules of docs/architecture.md
 	$(BIN)/ruff check $(LINTED)

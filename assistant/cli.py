@@ -471,8 +471,8 @@ _BUILD_LABELS = {
 
 
 def _export_feedback(settings: Settings) -> int:
-    from assistant.evaluation.run import feedback_drafts
     from assistant.records import FeedbackStore
+    from assistant.records.drafts import feedback_drafts
 
     store = FeedbackStore(settings.data_dir, url=settings.feedback_url)
     where = store.database.file or store.database.name

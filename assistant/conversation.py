@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from assistant.errors import InputError
+from assistant.errors import InputError, QuestionTooLongError
 from assistant.index.lexical import tokenize
 from assistant.schema import Turn
 
@@ -45,7 +45,7 @@ def clean_question(question: str, max_chars: int) -> str:
     if not text:
         raise InputError("the question is empty: type a question about commissioning")
     if len(text) > max_chars:
-        raise InputError(
+        raise QuestionTooLongError(
             f"the question is {len(text)} characters long; the limit is {max_chars}. "
             "Ask something shorter."
         )

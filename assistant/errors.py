@@ -5,7 +5,8 @@
     AssistantError                 base class; the shells catch this one
     ├── ConfigError                a setting is missing, malformed or contradicts another
     ├── InputError                 a question or request the assistant cannot take (empty, too long)
-    │   └── PersonalDataError      it holds personal data (an NHS number, an email…): not taken
+    │   ├── PersonalDataError      it holds personal data (an NHS number, an email…): not taken
+    │   └── QuestionTooLongError   a question over ASSISTANT_MAX_QUESTION_CHARS
     ├── CorpusError                the corpus folder cannot be read at all (missing, not a folder)
     ├── IndexError_                the index cannot be used
     │   ├── IndexNotBuiltError     no index yet: tells how to build one
@@ -54,6 +55,7 @@ __all__ = [
     "NotServedError",
     "OriginRefusedError",
     "PersonalDataError",
+    "QuestionTooLongError",
     "RateLimitedError",
     "StorageFullError",
     "StoreUnavailableError",
@@ -138,6 +140,11 @@ class BusyError(AccessError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QuestionTooLongError(InputError):
+    """A question over the length limit (``ASSISTANT_MAX_QUESTION_CHARS``); the site owners'
+    page counts these refusals (``input_too_long``)."""
 
 
 # -- pii: the personal-data guard (assistant/privacy.py) ---------------------------------------

@@ -63,6 +63,9 @@ class Settings:
     api_token: str = field(default="", repr=False)
     #: if set ("user:password,user2:password2"), the chat page asks for a login
     ui_auth: str = field(default="", repr=False)
+    #: if set ("user:password,user2:password2"), the site owners' page /admin with this login;
+    #: empty: no /admin at all (404)
+    admin_auth: str = field(default="", repr=False)
     #: requests per minute per client address on /api/*; 0: no limit
     rate_limit_per_minute: int = 0
     #: questions answered at once; the rest wait in a queue for up to queue_timeout seconds
@@ -175,6 +178,7 @@ class Settings:
         if not 0 < self.chroma_port < 65536:
             raise ConfigError(f"ASSISTANT_CHROMA_PORT must be a TCP port, not {self.chroma_port}")
         self.ui_logins()  # fails now, not at the first login
+        self.admin_logins()
         for origin in self.cors_origins:
             if not _ORIGIN.fullmatch(origin):
                 raise ConfigError(
@@ -223,15 +227,11 @@ class Settings:
 
     def ui_logins(self) -> list[tuple[str, str]]:
         """The chat page's (user, password) pairs from ``ui_auth``; empty: no login."""
-        pairs: list[tuple[str, str]] = []
-        for item in self.ui_auth.split(","):
-            if not item.strip():
-                continue
-            user, sep, password = item.strip().partition(":")
-            if not sep or not user or not password:
-                raise ConfigError("ASSISTANT_UI_AUTH must be user:password[,user:password...]")
-            pairs.append((user, password))
-        return pairs
+        return _logins(self.ui_auth, "ASSISTANT_UI_AUTH")
+
+    def admin_logins(self) -> list[tuple[str, str]]:
+        """The site owners' page's (user, password) pairs from ``admin_auth``; empty: no page."""
+        return _logins(self.admin_auth, "ASSISTANT_ADMIN_AUTH")
 
     def _check_hardening(self) -> None:
         """The hardening block's settings (frame ancestors, hosts, proxies) are well formed."""
@@ -265,6 +265,19 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def _logins(raw: str, var: str) -> list[tuple[str, str]]:
+    """The (user, password) pairs of ``user:password[,user:password...]``."""
+    pairs: list[tuple[str, str]] = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        user, sep, password = item.strip().partition(":")
+        if not sep or not user or not password:
+            raise ConfigError(f"{var} must be user:password[,user:password...]")
+        pairs.append((user, password))
+    return pairs
 
 
 def _parse(name: str, type_name: str, raw: str) -> Any:

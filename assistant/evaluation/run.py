@@ -6,17 +6,17 @@ correct answer contains every ``must`` group (any alternative of a group counts)
 :func:`run_systems` evaluates several :class:`System` values (the assistant and the baselines of
 :mod:`assistant.evaluation.baselines`) on the same cases; :mod:`assistant.evaluation.report`
 renders the result.
-:func:`feedback_drafts` turns the thumbs-down answers the chat page stores into draft cases.
+(The thumbs-down answers the chat page stores become draft cases in
+:func:`assistant.records.drafts.feedback_drafts`.)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,6 @@ __all__ = [
     "System",
     "SystemRun",
     "evaluate",
-    "feedback_drafts",
     "has_facts",
     "hit_rate",
     "run_systems",
@@ -401,55 +400,3 @@ def run_systems(
         )
         log.info("evaluated %s on %d cases", system.name, len(cases))
     return EvalRun(case_set, date, k, runs, time.perf_counter() - t_all, notes=list(notes))
-
-
-# -- feedback from the chat page ------------------------------------------------------------------
-
-
-def feedback_drafts(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Draft cases (``eval/cases.jsonl`` format) from the thumbs-down rows of the feedback
-    database (:meth:`assistant.records.FeedbackStore.rows`: id, created, question, history as a
-    JSON list of ``{role, content}``, answer, rating 1 or -1, comment).
-
-    A reviewer completes each draft: ``answerable`` is only a guess, ``must`` and ``evidence``
-    are empty, and ``comment`` and ``answer_given`` are for the reviewer (the loader ignores them).
-    """
-    drafts: list[dict[str, Any]] = []
-    for row in rows:
-        if row.get("rating") != -1:
-            continue
-        row_id, question, history = int(row["id"]), row.get("question"), row.get("history")
-        answer, comment = row.get("answer"), row.get("comment")
-        draft: dict[str, Any] = {
-            "id": f"fb-{row_id:03d}",
-            "question": question or "",
-            "answerable": True,
-            "must": [],
-            "evidence": "",
-        }
-        turns = _turns(history, row_id)
-        if turns:
-            draft["history"] = turns
-        draft.update(tags=["from-feedback"], comment=comment or "", answer_given=answer or "")
-        drafts.append(draft)
-    return drafts
-
-
-def _turns(raw: Any, row_id: int) -> list[dict[str, str]]:
-    """The well-formed turns of a stored history (a JSON list of ``{role, content}``)."""
-    if not raw:
-        return []
-    try:
-        turns = json.loads(raw)
-    except (TypeError, json.JSONDecodeError):
-        log.warning("feedback row %s: history is not JSON; left out", row_id)
-        return []
-    if not isinstance(turns, list):
-        return []
-    return [
-        {"role": t["role"], "content": t["content"]}
-        for t in turns
-        if isinstance(t, dict)
-        and t.get("role") in ("user", "assistant")
-        and isinstance(t.get("content"), str)
-    ]

@@ -103,14 +103,19 @@ class FeedbackStore:
         with self.database.storing("feedback") as conn:
             return int(conn.execute(delete(feedback).where(feedback.c.created < cutoff)).rowcount)
 
-    def rows(self) -> list[dict[str, object]]:
-        """Every stored row, oldest first (for tests and exports)."""
+    def rows(self, since: datetime | None = None) -> list[dict[str, object]]:
+        """Every stored row (made from ``since`` on, if given), oldest first (for tests,
+        exports and the site owners' page)."""
         if not self.database.exists():
             return []
+        query = select(feedback).order_by(feedback.c.id)
+        if since is not None:
+            if since.tzinfo is None:
+                raise InputError("give the time zone of `since` (e.g. datetime.now(UTC))")
+            cutoff = since.astimezone(UTC).isoformat(timespec="seconds")  # as written
+            query = query.where(feedback.c.created >= cutoff)
         with self.database.begin() as conn:
-            return [
-                dict(r) for r in conn.execute(select(feedback).order_by(feedback.c.id)).mappings()
-            ]
+            return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def _comment(text: str) -> str:

@@ -22,7 +22,9 @@ from assistant.records import EventLog, EventStore
 from assistant.records.feedback import FeedbackStore
 from assistant.schema import Answer
 from assistant.serve.access import AnswerQueue, RateLimiter, check_origin, check_token
+from assistant.serve.admin_events import RefusalGate
 from assistant.serve.keys import KEY_HEADER, WIDGET_PATHS, WidgetKeys
+from assistant.serve.limits import LoginGuard
 from assistant.serve.metrics import Metrics
 from assistant.serve.observe import QUESTION_ROUTES, Observer, channel_of
 from assistant.settings import Settings
@@ -68,6 +70,10 @@ class ServerState:
     events: EventLog | None = None
     #: whether an event keeps its question's text (ASSISTANT_KEEP_QUESTIONS)
     keep_questions: bool = False
+    #: refused questions recorded as events: at most 60 a minute per cause (the rest: metrics)
+    refusal_gate: RefusalGate = field(default_factory=RefusalGate)
+    #: failed logins to the site owners' page back off, as the chat page's do
+    admin_guard: LoginGuard = field(default_factory=lambda: LoginGuard(0, 1))
 
     @cached_property
     def observer(self) -> Observer:
@@ -104,6 +110,7 @@ class ServerState:
             metrics=metrics,
             events=events,
             keep_questions=settings.keep_questions,
+            admin_guard=LoginGuard(settings.login_max_failures, settings.login_backoff_seconds),
         )
 
     def get_assistant(self) -> Assistant:

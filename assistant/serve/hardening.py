@@ -83,7 +83,8 @@ def content_security_policy(frame_ancestors: Iterable[str]) -> str:
 def is_gradio_path(path: str) -> bool:
     """Whether ``path`` is one of Gradio's routes (the chat page and what it calls), not the
     API's, the widget's or the docs'."""
-    return not (path.startswith("/api/") or path in ("/widget.js", "/metrics", *API_DOCS_PATHS))
+    own = path.startswith(("/api/", "/admin/")) or path == "/admin"  # /admin: its own login
+    return not (own or path in ("/widget.js", "/metrics", *API_DOCS_PATHS))
 
 
 class SecurityHeaders:

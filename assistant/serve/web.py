@@ -2,7 +2,8 @@
 
 Routes: ``/`` (chat page, :mod:`assistant.serve.ui`), ``POST /api/ask``, ``POST /api/search``,
 ``POST /api/feedback``, ``GET /api/health``, ``GET /widget.js``, ``GET /metrics``
-(:mod:`assistant.serve.metrics`, counted by its outermost middleware); the API schema at
+(:mod:`assistant.serve.metrics`, counted by its outermost middleware), ``/admin`` (the site
+owners' page, :mod:`assistant.serve.admin`, with ``ASSISTANT_ADMIN_AUTH``); the API schema at
 ``/openapi.json`` only with ``ASSISTANT_API_DOCS=on`` (:mod:`assistant.serve.hardening`, which
 also adds the security headers, the Host check and Gradio's routes under the same rules).
 The assistant's errors become a status and a JSON ``{"error": ...}``. Pages on other origins may
@@ -28,9 +29,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from assistant.errors import AccessError, AssistantError, PersonalDataError
+from assistant.errors import AccessError, AssistantError
 from assistant.pipeline import Assistant
-from assistant.serve import api, hardening, pages
+from assistant.serve import admin, api, hardening, pages
+from assistant.serve.admin_events import refusal_event_cause
 from assistant.serve.deps import ServerState
 from assistant.serve.keys import KEY_HEADER, WidgetCORSMiddleware
 from assistant.serve.limits import MAX_BODY_BYTES, BodyLimit, LoginBackoff, LoginGuard
@@ -48,18 +50,21 @@ log = logging.getLogger(__name__)
 async def on_assistant_error(request: Request, err: AssistantError) -> JSONResponse:
     """An :class:`AssistantError` as its status and ``{"error"}`` (refusals with their headers)."""
     note_refusal(request.scope, err)  # metrics: its cause, if it is a refusal
-    if isinstance(err, PersonalDataError):  # events: a question refused, without its text
-        _personal_data_event(request)
+    _refusal_event(request, err)  # events: a question refused, without its text
     if isinstance(err, AccessError):
         return hardening.refusal(err)
     return JSONResponse(api.error_body(err), status_code=api.status_for(err))
 
 
-def _personal_data_event(request: Request) -> None:
+def _refusal_event(request: Request, err: AssistantError | str) -> None:
+    """A question refused on a question route, as an event (at most 60 a minute per cause)."""
     route = QUESTION_ROUTES.get(request.url.path)
-    if route is not None:
-        state: ServerState = request.app.state.server
-        state.observer.refused(channel_of(request.headers), route, "personal_data", counted=True)
+    cause = refusal_event_cause(err) if isinstance(err, AssistantError) else err
+    if route is None or cause is None:
+        return
+    state: ServerState = request.app.state.server
+    if state.refusal_gate.admit(cause):
+        state.observer.refused(channel_of(request.headers), route, cause, counted=True)
 
 
 async def on_http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -75,6 +80,9 @@ async def on_http_error(request: Request, err: StarletteHTTPException) -> JSONRe
 async def on_invalid(request: Request, err: RequestValidationError) -> JSONResponse:
     """A request that does not match its model: 422 with every problem in one message."""
     note_refusal(request.scope, "invalid")
+    if any(tuple(e.get("loc", ())) == ("body", "question") and "at most" in str(e.get("msg"))
+           for e in err.errors()):  # fmt: skip
+        _refusal_event(request, "input_too_long")  # over the API's own 8,000 characters
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
         for e in err.errors()
@@ -142,4 +150,5 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     app.include_router(api.router)
     app.include_router(api.scrape)
     app.include_router(pages.router)
+    app.include_router(admin.router)  # /admin: 404 unless ASSISTANT_ADMIN_AUTH is set
     return _mount_ui(app, state)

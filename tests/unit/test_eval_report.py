@@ -17,8 +17,9 @@ from assistant import cli
 from assistant.evaluation.baselines import assistant_system, open_baselines
 from assistant.evaluation.cases import EvalCase, load_cases
 from assistant.evaluation.report import render_html, render_text, write_report
-from assistant.evaluation.run import EvalRun, System, feedback_drafts, run_systems
+from assistant.evaluation.run import EvalRun, System, run_systems
 from assistant.pipeline import Assistant
+from assistant.records.drafts import feedback_drafts
 from assistant.schema import Answer, Chunk, Citation, DocInfo, Passage, Turn
 
 DOC = DocInfo("d", "Doc", "d.txt")

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.errors import ConfigError, DatabaseUnavailableError, InputError
-from assistant.evaluation.run import feedback_drafts
 from assistant.records import Event, EventStore
+from assistant.records.drafts import feedback_drafts
 from assistant.records.feedback import FEEDBACK_FILE, MAX_COMMENT_CHARS, FeedbackStore
 from assistant.schema import Turn
 from assistant.serve.web import create_app
