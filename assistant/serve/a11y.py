@@ -19,7 +19,7 @@ __all__ = ["A11Y_HEAD", "ANNOUNCER_ID"]
 ANNOUNCER_ID = "answer-announcer"
 
 #: the script (see the module docstring); ``answer-announcer`` is :data:`ANNOUNCER_ID`
-A11Y_HEAD = """<script>
+A11Y_HEAD = r"""<script>
 (function () {
   "use strict";
   var busy = false, said = "";
