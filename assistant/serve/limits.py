@@ -28,7 +28,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.schema import MAX_TURN_CHARS, MAX_TURNS
-from assistant.serve.metrics import note_refusal
+from assistant.serve.metrics import StatusWatch, note_refusal
 
 __all__ = [
     "LOGIN_BACKOFF_CAP_S",
@@ -191,18 +191,11 @@ class LoginBackoff:
             note_refusal(scope, "login")  # metrics
             await _refuse(send, 429, message, {"Retry-After": str(seconds)})
             return
-        status = 0
-
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        watch = StatusWatch(send)
         await self.app(scope, receive, watch)
-        if 200 <= status < 400:
+        if 200 <= watch.status < 400:
             self.guard.succeeded(client)
-        elif status:
+        elif watch.status:
             note_refusal(scope, "login")  # metrics: a failed sign-in
 
 

@@ -83,6 +83,7 @@ __all__ = [
     "Metrics",
     "PastHostCheck",
     "RequestMetrics",
+    "StatusWatch",
     "answer_channel",
     "cause_of",
     "note_refusal",
@@ -356,23 +357,30 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         seen = scope[_SCOPE_KEY] = _Seen()
-        status = 0
-
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        watch = StatusWatch(send)
         start = time.perf_counter()
         try:
             await self.app(scope, receive, watch)
         except Exception:
-            status = status or 500  # what Starlette's error middleware answers
+            watch.status = watch.status or 500  # what Starlette's error middleware answers
             raise
         finally:
             # 499 (nginx's "client closed request"): cancelled before any response
-            self.metrics.request(scope, status or 499, time.perf_counter() - start, seen)
+            self.metrics.request(scope, watch.status or 499, time.perf_counter() - start, seen)
+
+
+class StatusWatch:
+    """An ASGI ``send`` that passes every message on and keeps the response's status (0 until
+    the response starts)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        await self._send(message)
 
 
 class PastHostCheck:
