@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ __all__ = [
     "display_blocks",
     "display_json",
     "display_text",
+    "render_blocks",
     "source_key",
 ]
 
@@ -144,16 +145,31 @@ def display_blocks(text: str, cited: Collection[int]) -> list[Block]:
     return _merge(_blocks(text, cited))
 
 
-def _join(parts: Sequence[Part]) -> str:
-    out = ""
-    for p in parts:
-        piece = p.text + (" " + _marker(p.cite) if p.cite else "")
-        out += piece if not out or _CLINGS.match(piece) else " " + piece
-    return out.strip()
-
-
-def _marker(cite: Sequence[int]) -> str:
+def _plain_markers(cite: Sequence[int]) -> str:
     return "".join(f"[{n}]" for n in cite)
+
+
+def render_blocks(
+    blocks: Sequence[Block],
+    text: Callable[[str], str] = str,
+    markers: Callable[[tuple[int, ...]], str] | None = None,
+) -> str:
+    """``blocks`` laid out as text: paragraphs apart, a list's items as "- " lines, each part's
+    ``text`` then its ``markers`` (plain "[1][2]" by default) after a space; a part opening with
+    punctuation clings to the one before it. The chat page (Markdown, linked markers) and the
+    copied text share it."""
+
+    def line(parts: Sequence[Part]) -> str:
+        out = ""
+        for p in parts:
+            piece = text(p.text) + (" " + (markers or _plain_markers)(p.cite) if p.cite else "")
+            out += piece if not out or not p.text or _CLINGS.match(p.text) else " " + piece
+        return out.strip()
+
+    return "\n\n".join(
+        line(b.lines[0]) if b.kind == "p" else "\n".join("- " + line(item) for item in b.lines)
+        for b in blocks
+    )
 
 
 def _where(c: Citation) -> str:
@@ -164,14 +180,7 @@ def _where(c: Citation) -> str:
 
 def display_text(answer: Answer) -> str:
     """The answer body as shown, in plain text: one marker per run, list items on their lines."""
-    cited = [c.n for c in answer.citations]
-    lines = []
-    for block in display_blocks(answer_body(answer), cited):
-        if block.kind == "p":
-            lines.append(_join(block.lines[0]))
-        else:
-            lines.append("\n".join("- " + _join(line) for line in block.lines))
-    return "\n\n".join(lines)
+    return render_blocks(display_blocks(answer_body(answer), [c.n for c in answer.citations]))
 
 
 def copy_text(answer: Answer, declined_heading: str = "Not covered by the guidance") -> str:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from assistant.schema import Answer
-from assistant.serve.display import Block, Part, copy_text
+from assistant.serve.display import Block, copy_text, render_blocks
 
 __all__ = ["ANSWERS_HEAD", "COPY_LABEL", "blocks_markdown", "copy_button", "md_text", "plain_text"]
 
@@ -67,23 +67,9 @@ def _markers(cite: Sequence[int], key: str) -> str:
     return "".join(f'<a class="cite-ref" href="#src-{key}-{n}">[{n}]</a>' for n in cite)
 
 
-def _parts_markdown(parts: Sequence[Part], key: str) -> str:
-    out = ""
-    for p in parts:
-        piece = md_text(p.text) + (" " + _markers(p.cite, key) if p.cite else "")
-        out += piece if not out or p.text[:1] in ".,;:!?)]" else " " + piece
-    return out
-
-
 def blocks_markdown(blocks: Sequence[Block], key: str) -> str:
     """The answer's paragraphs and lists as Markdown, one linked marker per run."""
-    out = []
-    for block in blocks:
-        if block.kind == "p":
-            out.append(_parts_markdown(block.lines[0], key))
-        else:
-            out.append("\n".join("- " + _parts_markdown(line, key) for line in block.lines))
-    return "\n\n".join(out)
+    return render_blocks(blocks, md_text, lambda cite: _markers(cite, key))
 
 
 def copy_button(answer: Answer) -> str:
