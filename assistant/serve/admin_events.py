@@ -14,7 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from assistant.errors import AssistantError, PersonalDataError, QuestionTooLongError
+from assistant.errors import (
+    AssistantError,
+    PersonalDataError,
+    QuestionTooLongError,
+    RateLimitedError,
+)
+from assistant.serve.access import RateLimiter
 from assistant.serve.metrics import cause_of
 
 __all__ = ["EVENT_CAUSES", "REFUSAL_EVENTS_PER_MINUTE", "RefusalGate", "refusal_event_cause"]
@@ -36,29 +42,26 @@ def refusal_event_cause(err: AssistantError) -> str | None:
 
 
 class RefusalGate:
-    """Lets through at most ``per_minute`` events of each cause in each minute (a fixed
-    window per cause); counts the others in :attr:`left_out`. Any thread may use it."""
+    """Lets through at most ``per_minute`` events of each cause in any minute (the API's
+    :class:`~assistant.serve.access.RateLimiter`, keyed by cause); counts the others in
+    :attr:`left_out`. Any thread may use it."""
 
     def __init__(
         self,
         per_minute: int = REFUSAL_EVENTS_PER_MINUTE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.per_minute, self.clock = per_minute, clock
+        self._limit = RateLimiter(per_minute, clock, what="refusal events")
         #: refusals not recorded as events since the process started, by cause
         self.left_out: dict[str, int] = {}
-        self._windows: dict[str, tuple[int, int]] = {}  # cause → (minute, events let through)
         self._lock = threading.Lock()
 
     def admit(self, cause: str) -> bool:
         """Whether a refusal of ``cause`` may become an event now."""
-        minute = int(self.clock() // 60)
-        with self._lock:
-            start, count = self._windows.get(cause, (minute, 0))
-            if start != minute:
-                count = 0
-            if count >= self.per_minute:
+        try:
+            self._limit.check(cause)
+        except RateLimitedError:
+            with self._lock:
                 self.left_out[cause] = self.left_out.get(cause, 0) + 1
-                return False
-            self._windows[cause] = (minute, count + 1)
-            return True
+            return False
+        return True
