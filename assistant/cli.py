@@ -182,16 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import embedder_from
     from assistant.index import build_index, check_index_dir
     from assistant.ingest import check_corpus_dir
     from assistant.pipeline import chroma_server
 
     check_corpus_dir(settings.corpus_dir)  # before the model loads: a typo fails in a moment
     check_index_dir(settings.index_dir)
-    embedder = SentenceTransformerEmbedder(
-        settings.embed_model, batch_size=settings.embed_batch_size
-    )
+    embedder = embedder_from(settings)
     try:
         with _progress_bars(_BUILD_LABELS) as progress:
             report = build_index(
@@ -229,7 +227,8 @@ def _measure_probes(settings: Settings, embedder: Any) -> None:
     from assistant.index import IndexHandle
     from assistant.pipeline import Assistant, chroma_server
 
-    handle = IndexHandle(settings.index_dir, embedder.model_name, chroma_server(settings))
+    handle = IndexHandle(settings.index_dir, embedder.model_name, chroma_server(settings),
+                         embed_backend=embedder.backend)  # fmt: skip
     assistant = Assistant(handle, embedder, calibration=Calibration.load(None))
     try:
         assistant.probe_stats(handle.get())
@@ -351,15 +350,13 @@ def _indent(text: str) -> str:
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     if args.corpus is not None:
         return _calibrate_corpus(settings)
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import embedder_from
     from assistant.evaluation.calibrate import fit_packaged
     from assistant.evaluation.cases import load_sets
     from assistant.evaluation.suite import open_runner
 
     specs = load_sets(args.registry)
-    embedder = SentenceTransformerEmbedder(
-        settings.embed_model, batch_size=settings.embed_batch_size
-    )
+    embedder = embedder_from(settings)
     with (
         _progress_bars(_BUILD_LABELS) as progress,
         open_runner(
@@ -381,7 +378,7 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _calibrate_corpus(settings: Settings) -> int:
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import embedder_from
     from assistant.evaluation.calibrate import fit_corpus
     from assistant.index import build_index, check_index_dir
     from assistant.ingest import check_corpus_dir
@@ -389,9 +386,7 @@ def _calibrate_corpus(settings: Settings) -> int:
 
     check_corpus_dir(settings.corpus_dir)
     check_index_dir(settings.index_dir)
-    embedder = SentenceTransformerEmbedder(
-        settings.embed_model, batch_size=settings.embed_batch_size
-    )
+    embedder = embedder_from(settings)
     with _progress_bars(_BUILD_LABELS) as progress:
         build_index(
             settings.corpus_dir, settings.index_dir, embedder, progress=progress,

@@ -30,6 +30,7 @@ from assistant.index import (
     IndexSnapshot,
     Progress,
     build_index,
+    built_backend,
 )
 from assistant.index.chroma import ChromaServer
 from assistant.privacy import screen_turns
@@ -89,12 +90,12 @@ class Assistant:
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> Assistant:
         from assistant.answer.llm import chat_model
-        from assistant.embeddings import SentenceTransformerEmbedder
+        from assistant.embeddings import embedder_from
 
-        emb = embedder or SentenceTransformerEmbedder(
-            settings.embed_model, batch_size=settings.embed_batch_size
-        )
-        handle = IndexHandle(settings.index_dir, emb.model_name, chroma_server(settings))
+        # questions are embedded as the serving build was, unless the settings name a backend
+        emb = embedder or embedder_from(settings, backend=built_backend(settings.index_dir))
+        handle = IndexHandle(settings.index_dir, emb.model_name, chroma_server(settings),
+                             embed_backend=emb.backend)  # fmt: skip
         handle.get()  # fail now, with a clear message, if there is no usable index
         return cls(
             handle,

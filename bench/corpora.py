@@ -14,7 +14,7 @@ from bench.common import DATA, SEED_CORPUS
 from bench.distractors import distractor_dir, parse_size, write_distractors
 
 if TYPE_CHECKING:
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import Embedder
     from assistant.schema import Chunk
 
 __all__ = ["corpus_chunks", "corpus_for", "current_build", "ensure_index", "link_corpus"]
@@ -70,9 +70,7 @@ def current_build(index_dir: Path) -> Path:
     return index_dir / "builds" / str(build)
 
 
-def ensure_index(
-    corpus: Path, index_dir: Path, embedder: SentenceTransformerEmbedder
-) -> dict[str, Any]:
+def ensure_index(corpus: Path, index_dir: Path, embedder: Embedder) -> dict[str, Any]:
     """Build (or update) a size's cached index; what the build did."""
     from assistant.index import build_index
 

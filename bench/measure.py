@@ -30,7 +30,7 @@ from devtools.servers import running_app
 
 if TYPE_CHECKING:
     from assistant.answer.calibration import Calibration
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import Embedder
     from assistant.evaluation.cases import EvalCase
     from assistant.pipeline import Assistant
     from assistant.schema import Chunk
@@ -104,7 +104,7 @@ def _encode(model: Any, texts: Sequence[str]) -> tuple[float, Any]:
 
 
 def bench_throughput(
-    embedder: SentenceTransformerEmbedder, model: Any, pages_cache: Callable[[], list[Any]]
+    embedder: Embedder, model: Any, pages_cache: Callable[[], list[Any]]
 ) -> dict[str, Any]:
     """build_index into a fresh index vs raw encode of the same texts, back to back."""
     target = int(os.environ.get("BENCH_THROUGHPUT_CHUNKS", "2000"))
@@ -160,9 +160,10 @@ def latency_questions(cases: Sequence[EvalCase], n: int) -> list[str]:
 
 
 def bench_latency(
-    assistant: Assistant, index_dir: Path, questions: Sequence[str]
+    assistant: Assistant, index_dir: Path, questions: Sequence[str], torch_model: Any = None
 ) -> dict[str, Any]:
-    """search, ask and a bare Chroma query, interleaved question by question."""
+    """search, ask and a bare Chroma query, interleaved question by question; with
+    ``torch_model`` (a bare ``SentenceTransformer``) also the bare query embedding on torch."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -178,11 +179,17 @@ def bench_latency(
         vec = embedder.encode([q])
         collection.query(query_embeddings=[vec[0].tolist()], n_results=5)
 
+    def bare_torch(q: str) -> None:
+        vec = torch_model.encode([q], normalize_embeddings=True, convert_to_numpy=True)
+        collection.query(query_embeddings=[vec[0].tolist()], n_results=5)
+
     runners: dict[str, Callable[[str], object]] = {
         "bare_query": bare,
         "search": assistant.search,
         "ask": assistant.ask,
     }
+    if torch_model is not None and assistant.embedder.backend != "torch":
+        runners["bare_torch_query"] = bare_torch
     for q in questions[:WARMUP]:
         for run in runners.values():
             run(q)
@@ -200,6 +207,10 @@ def bench_latency(
     out["ask_vs_bare_p50"] = round(out["ask"]["p50_ms"] / bare_p50, 2)
     out["search_vs_bare_p50"] = round(out["search"]["p50_ms"] / bare_p50, 2)
     out["ask_vs_bare_p95"] = round(out["ask"]["p95_ms"] / out["bare_query"]["p95_ms"], 2)
+    if "bare_torch_query" in out:
+        out["ask_vs_bare_torch_p50"] = round(
+            out["ask"]["p50_ms"] / out["bare_torch_query"]["p50_ms"], 2
+        )
     out["load_before"] = load_before
     out["load_after"] = load_average()
     return out
@@ -212,7 +223,7 @@ def distractor_answers(path: Path = DISTRACTOR_ANSWERS) -> dict[str, str]:
     return {str(c["id"]): f"{c['page']}: {c['why']}" for c in raw.get("case", [])}
 
 
-def out_of_sample_calibration(embedder: SentenceTransformerEmbedder) -> Calibration:
+def out_of_sample_calibration(embedder: Embedder) -> Calibration:
     """The calibration ``make eval`` scores the guidance set with: fitted leaving the guidance
     corpus out (the other corpora's sets and every corpus's probe questions), so the quality rows
     decline with a decision fitted on none of the questions they ask."""

@@ -21,14 +21,20 @@ What is measured (the machine is shared: compare a figure with its baseline, not
   ``make eval`` does), and an unanswerable case that a distractor page really answers
   (``bench/distractor_answers.toml``, checked by hand) is listed and left out of the refusal
   figures;
+* **backends** (:mod:`bench.backends`, first): torch and OpenVINO at each precision, judged by
+  build and query speed against torch and by the evaluation's answers; everything after it
+  embeds with the default backend (``ASSISTANT_EMBED_BACKEND=auto``), and the latency rows add
+  a bare query embedded on torch, the baseline issue 20 holds ``ask`` against;
 * **server**: ``app.py`` started with ``ASSISTANT_INDEX_DIR``: seconds from process start to the
   first answered ``POST /api/ask``, then the same questions over HTTP, then its peak RSS
   (``VmHWM``).
 
 Environment: ``BENCH_SIZES``; ``BENCH_QUESTIONS`` (latency questions, default 100);
 ``BENCH_THROUGHPUT_CHUNKS`` (size of the indexing-throughput corpus, default 2000);
-``BENCH_BUILD_BUDGET_MIN`` (default 45: a size whose index is missing and whose build is
-projected to take longer is skipped, with the projection reported; ``0``: no limit).
+``BENCH_BACKENDS`` (``0``: keep the last backend comparison); ``BENCH_BACKEND_CHUNKS``
+(distractor chunks of its build corpus, default 1000); ``BENCH_BUILD_BUDGET_MIN`` (default 45:
+a size whose index is missing and whose build is projected to take longer is skipped, with the
+projection reported; ``0``: no limit).
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import BATCH_SIZE, CASES, DATA, DOC, RESULTS, RESULTS_FILE, ROOT, step
+from bench.backends import bench_backends
+from bench.common import BATCH_SIZE, CASES, DATA, DOC, MODEL_CACHE, RESULTS_FILE, ROOT, step
 from bench.corpora import corpus_for, current_build, ensure_index
 from bench.distractors import default_html_dir, distractor_dir, load_pages, parse_size
 from bench.measure import (
@@ -63,7 +70,7 @@ from bench.render import render
 
 if TYPE_CHECKING:
     from assistant.answer.calibration import Calibration
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import Embedder
     from assistant.evaluation.cases import EvalCase
 
 __all__ = ["bench_size", "main", "rerender"]
@@ -76,12 +83,13 @@ log = logging.getLogger("bench.run")
 
 def bench_size(
     label: str,
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
     pages_cache: Callable[[], list[Any]],
     cases: Sequence[EvalCase],
     questions: Sequence[str],
     chunks_per_s: float | None,
     calibration: Calibration,
+    torch_model: Any = None,
 ) -> dict[str, Any]:
     """Every measurement of one size; a size whose build would take too long is skipped."""
     from assistant.pipeline import Assistant
@@ -102,7 +110,7 @@ def bench_size(
     assistant = Assistant.from_settings(settings, embedder=embedder)
     entry["sentences"] = assistant.index.get().units.count()
     with step(f"{label}: latency", timings):
-        entry["latency"] = bench_latency(assistant, index_dir, questions)
+        entry["latency"] = bench_latency(assistant, index_dir, questions, torch_model)
     with step(f"{label}: quality", timings):
         left_out = distractor_answers() if label != "seed" else {}
         entry["quality"] = bench_quality(assistant.with_calibration(calibration), cases, left_out)
@@ -173,7 +181,6 @@ def rerender() -> int:
     """Write docs/benchmarks.md again from the stored results (and backends.json), measuring
     nothing."""
     results = json.loads(RESULTS_FILE.read_text(encoding="utf-8"))
-    _add_backends(results)
     _write(results)
     return 0
 
@@ -196,26 +203,31 @@ def main() -> int:
     labels = _sizes_to_measure()
     n_questions = int(os.environ.get("BENCH_QUESTIONS", "100"))
 
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import make_embedder
     from assistant.evaluation.cases import load_cases
 
     results = _previous_results()
     results["machine"] = machine_info()
-    _add_backends(results)
     pages_cache = DistractorPages()
-    embedder = SentenceTransformerEmbedder(batch_size=BATCH_SIZE)
+    embedder = make_embedder(batch_size=BATCH_SIZE, cache_dir=MODEL_CACHE)  # the default backend
     cases = load_cases(CASES)
     questions = latency_questions(cases, n_questions)
     timings: dict[str, float] = {}
+    if os.environ.get("BENCH_BACKENDS", "1") != "0":
+        with step("backends", timings):
+            results["backends"] = bench_backends(pages_cache, questions)
+        _write(results)
     chunks_per_s = _throughput(results, labels, embedder, pages_cache, timings)
+    torch_model = raw_model()  # the bare torch query the latency rows are held against
     with step("calibration", timings):
         calibration = out_of_sample_calibration(embedder)
     for label in labels:
         with step(label, timings):
             previous = results["sizes"].get(label, {})
             entry = bench_size(
-                label, embedder, pages_cache, cases, questions, chunks_per_s, calibration
-            )
+                label, embedder, pages_cache, cases, questions, chunks_per_s, calibration,
+                torch_model,
+            )  # fmt: skip
             _keep_first_build(entry, previous)
             results["sizes"][label] = entry
         _write(results)
@@ -243,13 +255,6 @@ def _previous_results() -> dict[str, Any]:
     return results
 
 
-def _add_backends(results: dict[str, Any]) -> None:
-    """The torch/OpenVINO comparison of bench/backends.py, where it has been run."""
-    backends_file = RESULTS / "backends.json"
-    if backends_file.is_file():
-        results["backends"] = json.loads(backends_file.read_text(encoding="utf-8"))
-
-
 class DistractorPages:
     """The python3-doc pages the distractors are made of, read once, when first needed."""
 
@@ -268,7 +273,7 @@ class DistractorPages:
 def _throughput(
     results: dict[str, Any],
     labels: Sequence[str],
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
     pages_cache: Callable[[], list[Any]],
     timings: dict[str, float],
 ) -> float | None:

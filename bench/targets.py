@@ -8,8 +8,10 @@ from typing import Any
 from bench.distractors import parse_size
 
 __all__ = [
+    "BACKEND_TARGETS",
     "QUALITY_TARGETS",
     "TARGETS",
+    "backend_target_rows",
     "fmt",
     "largest_measured",
     "projection",
@@ -62,7 +64,56 @@ def target_rows(results: dict[str, Any]) -> list[list[str]]:
         *_distractor_rows(sizes, big, note),
         *quality_target_rows(sizes),
         *_projected_rss_rows(sizes),
+        *backend_target_rows(results),
     ]
+
+
+#: the targets of issue 20 (faster embedding), against torch in the same run
+BACKEND_TARGETS = {
+    "build_speedup": 1.8,  # build texts/s (chunks + sentences) ≥ 1.8 × torch's
+    "query_speedup": 1.5,  # question embedding p50 ≥ 1.5 × faster than torch's
+    "ask_vs_bare_torch_100k": 1.0,  # ask p50 at 100k ≤ 1.0 × a bare query embedded on torch
+    "build_100k_min": 45.0,  # the 100k-chunk build ≤ 45 minutes
+    "cases_apart": 1,  # every evaluation figure within one case of torch's
+    "rss_100k_mb": 1.2 * 1024,  # server peak RSS at 100k ≤ 1.2 GB
+}
+
+
+def backend_target_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Issue 20's rows: the default backend (what ``auto`` took) against torch."""
+    b = results.get("backends") or {}
+    default = b.get("auto_takes")
+    r = (b.get("variants") or {}).get(default or "")
+    t = BACKEND_TARGETS
+    rows: list[list[str]] = []
+    if r is not None:
+        apart = r.get("most_cases_apart")
+        rows += [
+            [f"build throughput ({default}) ≥ {t['build_speedup']} × torch's",
+             f"{r['build_speedup']:.2f} ×", verdict(r["build_speedup"] >= t["build_speedup"])],
+            [f"query embedding p50 ({default}) ≥ {t['query_speedup']} × faster than torch's",
+             f"{r['query_speedup_p50']:.2f} ×",
+             verdict(r["query_speedup_p50"] >= t["query_speedup"])],
+            [f"every evaluation figure ({default}) within {t['cases_apart']} case of torch's",
+             f"{fmt(apart, 'd')} case(s) apart at most",
+             verdict(None if apart is None else apart <= t["cases_apart"])],
+        ]  # fmt: skip
+    big = (results.get("sizes") or {}).get("100k") or {}
+    if big.get("status") == "measured":
+        lat = big["latency"]
+        ratio = lat.get("ask_vs_bare_torch_p50")
+        build = big.get("first_build") or big.get("build") or {}
+        minutes = build.get("seconds", 0) / 60 if build.get("embedded") else None
+        rss = big["server"]["peak_rss_mb"]
+        rows += [
+            ["ask p50 at 100k ≤ 1.0 × a bare query embedded on torch", f"{fmt(ratio, '.2f')} ×",
+             verdict(None if ratio is None else ratio <= t["ask_vs_bare_torch_100k"])],
+            [f"100k-chunk build ≤ {t['build_100k_min']:.0f} min", f"{fmt(minutes)} min",
+             verdict(None if minutes is None else minutes <= t["build_100k_min"])],
+            ["server peak RSS at 100k ≤ 1.2 GB", f"{fmt(rss)} MB",
+             verdict(rss is not None and rss <= t["rss_100k_mb"])],
+        ]  # fmt: skip
+    return rows
 
 
 def _throughput_rows(tp: dict[str, Any] | None) -> list[list[str]]:

@@ -60,12 +60,12 @@ def _index_dir(scratch: Path) -> Path:
     """The repo's index, or one built from corpus/ under ``scratch``."""
     if (REPO / "index" / "CURRENT").exists():
         return REPO / "index"
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import make_embedder
     from assistant.index import build_index
 
     index_dir = scratch / "index"
     print("screenshots: building an index of corpus/ (about a minute)", file=sys.stderr)
-    build_index(REPO / "corpus", index_dir, SentenceTransformerEmbedder())
+    build_index(REPO / "corpus", index_dir, make_embedder())
     return index_dir
 
 

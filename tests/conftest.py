@@ -31,10 +31,11 @@ from assistant.index import BuildReport, IndexHandle, build_index  # noqa: E402
 from assistant.pipeline import Assistant  # noqa: E402
 
 if TYPE_CHECKING:
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import Embedder
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CORPUS = ROOT / "corpus"
+MODEL_CACHE = ROOT / ".cache" / "models"
 
 #: variables third-party code or ``assistant.cli.prepare_runtime`` may set; restored per test
 _RUNTIME_VARS = (
@@ -56,6 +57,8 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("ASSISTANT_INDEX_DIR", str(tmp_path / "env-index"))
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "env-data"))
     monkeypatch.setenv("ASSISTANT_CORPUS_DIR", str(tmp_path / "env-corpus"))
+    # the OpenVINO export of the bundled model: made once, shared by every test and server
+    monkeypatch.setenv("ASSISTANT_MODEL_CACHE_DIR", str(MODEL_CACHE))
     for name in _RUNTIME_VARS:  # recorded, so whatever a test (or the CLI) sets is undone
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])
@@ -117,15 +120,15 @@ def tiny_assistant(
 
 
 @pytest.fixture(scope="session")
-def real_embedder() -> SentenceTransformerEmbedder:
-    from assistant.embeddings import SentenceTransformerEmbedder
+def real_embedder() -> Embedder:
+    from assistant.embeddings import make_embedder
 
-    return SentenceTransformerEmbedder()
+    return make_embedder(cache_dir=MODEL_CACHE)  # the default backend: OpenVINO where it runs
 
 
 @pytest.fixture(scope="session")
 def real_build(
-    tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder
+    tmp_path_factory: pytest.TempPathFactory, real_embedder: Embedder
 ) -> tuple[Path, BuildReport]:
     index_dir = tmp_path_factory.mktemp("real-index")
     report = build_index(REAL_CORPUS, index_dir, real_embedder)
@@ -139,9 +142,7 @@ def real_index(real_build: tuple[Path, BuildReport]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_handle(
-    real_index: Path, real_embedder: SentenceTransformerEmbedder
-) -> Iterator[IndexHandle]:
+def real_handle(real_index: Path, real_embedder: Embedder) -> Iterator[IndexHandle]:
     handle = IndexHandle(real_index, real_embedder.model_name)
     yield handle
     if handle._snapshot is not None:
@@ -149,9 +150,7 @@ def real_handle(
 
 
 @pytest.fixture(scope="session")
-def real_assistant(
-    real_handle: IndexHandle, real_embedder: SentenceTransformerEmbedder
-) -> Assistant:
+def real_assistant(real_handle: IndexHandle, real_embedder: Embedder) -> Assistant:
     return Assistant(real_handle, real_embedder, calibration=Calibration.load())
 
 

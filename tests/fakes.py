@@ -84,6 +84,8 @@ def _bucket(word: str, buckets: int) -> int:
 class FakeEmbedder:
     """Implements :class:`assistant.embeddings.Embedder` without any model."""
 
+    backend = "torch"  # what an index built before backends existed records
+
     def __init__(self, model_name: str = "fake-hash", dimension: int = 256) -> None:
         self.model_name = model_name
         self.dimension = dimension

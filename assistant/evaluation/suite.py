@@ -117,7 +117,8 @@ class SetRunner:
             for skipped in report.skipped:
                 log.warning("evaluation corpus %s: skipped %s: %s", corpus, skipped.path,
                             skipped.reason)  # fmt: skip
-            handle = IndexHandle(index_dir, self.embedder.model_name)
+            handle = IndexHandle(index_dir, self.embedder.model_name,
+                                 embed_backend=self.embedder.backend)  # fmt: skip
             self._assistants[corpus] = Assistant(
                 handle, self.embedder, calibration=self.calibration,
                 max_question_chars=self.max_question_chars,
@@ -233,10 +234,12 @@ def run_suite(
     baselines: bool = True,
     llm: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    embedder: Embedder | None = None,
 ) -> SuiteRun:
-    """Evaluate the chosen sets (every set of ``registry`` by default); see the module."""
+    """Evaluate the chosen sets (every set of ``registry`` by default); see the module.
+    ``embedder``: the model to embed with instead of the one the settings configure."""
     from assistant.answer.llm import chat_model
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import embedder_from
 
     chosen, known = select_sets(
         registry, names, corpus=settings.corpus_dir, conversations=conversations
@@ -246,9 +249,7 @@ def run_suite(
     fixed = None
     if calibration not in (None, "loco", "index"):
         fixed = Calibration.load(Path(str(calibration)))
-    embedder = SentenceTransformerEmbedder(
-        settings.embed_model, batch_size=settings.embed_batch_size
-    )
+    embedder = embedder or embedder_from(settings)
     suite = SuiteRun()
     with ExitStack() as stack:
         runner = stack.enter_context(

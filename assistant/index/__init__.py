@@ -9,9 +9,10 @@ queries; :mod:`~assistant.index.layout` is the folder on disk;
 
 from assistant.index.build import WRITE_BATCH, BuildReport, Progress, build_index, check_index_dir
 from assistant.index.layout import BUILD_CALIBRATION, BuildMeta, collection_names
-from assistant.index.snapshot import IndexHandle, IndexSnapshot, open_index
+from assistant.index.snapshot import IndexHandle, IndexSnapshot, built_backend, open_index
 
 __all__ = [
+    "built_backend",
     "BUILD_CALIBRATION",
     "WRITE_BATCH",
     "BuildMeta",

@@ -262,6 +262,7 @@ def _build_meta(plan: Plan, chunk_count: int, report: IngestReport) -> BuildMeta
     return BuildMeta(
         build_id=plan.build_id,
         embed_model=plan.embedder.model_name,
+        embed_backend=plan.embedder.backend,
         dimension=plan.embedder.dimension,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         chunk_count=chunk_count,
@@ -306,6 +307,10 @@ def _usable_previous(
     if meta.embed_model != embedder.model_name:
         log.info("embedding model changed (%s → %s): re-embedding everything",
                  meta.embed_model, embedder.model_name)  # fmt: skip
+        return None
+    if meta.embed_backend != embedder.backend:
+        log.info("embedding backend changed (%s → %s): re-embedding everything",
+                 meta.embed_backend, embedder.backend)  # fmt: skip
         return None
     if meta.format not in READABLE_FORMATS:
         log.info("index format %s cannot be read: re-embedding everything", meta.format)

@@ -55,6 +55,8 @@ class BuildMeta:
     skipped: list[dict[str, str]] = field(default_factory=list)
     format: int = FORMAT
     store: str = "embedded"  # or "server": the collections live on a Chroma server
+    #: how the model ran ("torch", "openvino-bf16", ...): questions are embedded the same way
+    embed_backend: str = "torch"
 
     @classmethod
     def read(cls, folder: Path) -> BuildMeta:

@@ -79,6 +79,7 @@ def resume_record(embedder: Embedder, server: ChromaServer | None, rebuild: bool
     than the serving build an update starts from)."""
     return {
         "embed_model": embedder.model_name,
+        "embed_backend": embedder.backend,
         "format": FORMAT,
         "store": "embedded" if server is None else f"server {server}",
         "rebuild": rebuild,

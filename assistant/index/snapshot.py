@@ -22,7 +22,7 @@ from assistant.index.lexical import LexicalIndex
 from assistant.index.sentences import FOLDER as SENTENCES
 from assistant.index.sentences import SentenceSource, SentenceVectors
 
-__all__ = ["IndexHandle", "IndexSnapshot", "open_index"]
+__all__ = ["IndexHandle", "IndexSnapshot", "built_backend", "open_index"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class IndexSnapshot:
             "build": self.build_id,
             "chunks": self.meta.chunk_count,
             "embed_model": self.meta.embed_model,
+            "embed_backend": self.meta.embed_backend,
             "created": self.meta.created,
             "store": "embedded" if self.server is None else f"chroma server {self.server}",
         }
@@ -72,8 +73,22 @@ class IndexSnapshot:
         release_client(self._client)
 
 
+def built_backend(index_dir: Path) -> str | None:
+    """The embedding backend the serving build of ``index_dir`` was embedded with (None: no
+    readable build yet)."""
+    try:
+        build = read_current(index_dir)
+        return BuildMeta.read(index_dir / "builds" / build).embed_backend if build else None
+    except (IndexNotBuiltError, OSError, ValueError, TypeError):
+        return None
+
+
 def open_index(
-    index_dir: Path, embed_model: str, server: ChromaServer | None = None
+    index_dir: Path,
+    embed_model: str,
+    server: ChromaServer | None = None,
+    *,
+    embed_backend: str = "torch",
 ) -> IndexSnapshot:
     build = read_current(index_dir)
     if build is None:
@@ -93,6 +108,13 @@ def open_index(
             f"the index in {index_dir} was built with embedding model {meta.embed_model!r} but "
             f"{embed_model!r} is configured (ASSISTANT_EMBED_MODEL); rebuild with "
             "`assistant index --rebuild` or configure the model the index was built with"
+        )
+    if meta.embed_backend != embed_backend:
+        raise IndexModelMismatchError(
+            f"the index in {index_dir} was embedded with the {meta.embed_backend} backend but "
+            f"questions would be embedded with {embed_backend} (ASSISTANT_EMBED_BACKEND, "
+            "ASSISTANT_EMBED_PRECISION); rebuild with `assistant index` or configure "
+            f"ASSISTANT_EMBED_BACKEND=auto to embed questions as the build did"
         )
     if meta.format not in READABLE_FORMATS:
         raise IndexNotBuiltError(
@@ -119,10 +141,16 @@ class IndexHandle:
     """
 
     def __init__(
-        self, index_dir: Path, embed_model: str, server: ChromaServer | None = None
+        self,
+        index_dir: Path,
+        embed_model: str,
+        server: ChromaServer | None = None,
+        *,
+        embed_backend: str = "torch",
     ) -> None:
         self.index_dir = index_dir
         self.embed_model = embed_model
+        self.embed_backend = embed_backend
         self.server = server
         self._snapshot: IndexSnapshot | None = None
         self._retired: IndexSnapshot | None = None
@@ -136,7 +164,8 @@ class IndexHandle:
         with self._lock:
             snap = self._snapshot
             if snap is None or current != snap.build_id:
-                fresh = open_index(self.index_dir, self.embed_model, self.server)
+                fresh = open_index(self.index_dir, self.embed_model, self.server,
+                                   embed_backend=self.embed_backend)  # fmt: skip
                 if self._retired is not None:
                     self._retired.close()
                 self._retired, self._snapshot = snap, fresh

@@ -24,7 +24,7 @@ from devtools.servers import REPO, free_port, static_site
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import Embedder
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ class Site:
 
 @pytest.fixture(scope="session")
 def hostile_index(
-    tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder
+    tmp_path_factory: pytest.TempPathFactory, real_embedder: Embedder
 ) -> tuple[Path, Path]:
     corpus = tmp_path_factory.mktemp("browser-corpus")
     for f in (REPO / "corpus").iterdir():

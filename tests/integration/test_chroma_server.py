@@ -20,7 +20,7 @@ from legacy import to_format_1
 from servers import free_port, running_app
 
 from assistant.answer.calibration import Calibration
-from assistant.embeddings import SentenceTransformerEmbedder
+from assistant.embeddings import Embedder
 from assistant.errors import IndexNotBuiltError, StoreUnavailableError
 from assistant.index import IndexHandle, build_index, collection_names
 from assistant.index.chroma import ChromaServer, server_client
@@ -70,15 +70,13 @@ def _corpus(tmp: Path) -> Path:
     return corpus
 
 
-def _assistant(
-    index_dir: Path, embedder: SentenceTransformerEmbedder, srv: ChromaServer
-) -> Assistant:
+def _assistant(index_dir: Path, embedder: Embedder, srv: ChromaServer) -> Assistant:
     handle = IndexHandle(index_dir, embedder.model_name, srv)
     return Assistant(handle, embedder, calibration=Calibration.load())
 
 
 def test_index_ask_and_reindex_on_a_chroma_server(
-    server: ChromaServer, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+    server: ChromaServer, real_embedder: Embedder, tmp_path: Path
 ) -> None:
     corpus, index_dir = _corpus(tmp_path), tmp_path / "index"
     first = build_index(corpus, index_dir, real_embedder, server=server)
@@ -117,7 +115,7 @@ def test_index_ask_and_reindex_on_a_chroma_server(
 
 
 def test_interrupted_build_on_a_chroma_server_is_resumed(
-    server: ChromaServer, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+    server: ChromaServer, real_embedder: Embedder, tmp_path: Path
 ) -> None:
     corpus, index_dir = _corpus(tmp_path), tmp_path / "index"
 
@@ -142,7 +140,7 @@ def test_interrupted_build_on_a_chroma_server_is_resumed(
 
 
 def test_an_index_built_for_the_server_is_not_opened_as_embedded(
-    server: ChromaServer, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+    server: ChromaServer, real_embedder: Embedder, tmp_path: Path
 ) -> None:
     index_dir = tmp_path / "index"
     build_index(_corpus(tmp_path), index_dir, real_embedder, server=server)
@@ -150,9 +148,7 @@ def test_an_index_built_for_the_server_is_not_opened_as_embedded(
         IndexHandle(index_dir, real_embedder.model_name).get()
 
 
-def test_no_server_is_a_clear_error(
-    real_embedder: SentenceTransformerEmbedder, tmp_path: Path
-) -> None:
+def test_no_server_is_a_clear_error(real_embedder: Embedder, tmp_path: Path) -> None:
     gone = ChromaServer("127.0.0.1", free_port())
     with pytest.raises(StoreUnavailableError, match="not reachable"):
         build_index(_corpus(tmp_path), tmp_path / "index", real_embedder, server=gone)
@@ -221,7 +217,7 @@ def test_cli_and_app_in_server_mode_survive_the_server_going_away(tmp_path: Path
 
 
 def test_format_1_index_on_a_chroma_server_is_moved_without_embedding(
-    server: ChromaServer, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+    server: ChromaServer, real_embedder: Embedder, tmp_path: Path
 ) -> None:
     """An index of format 1 kept its sentence vectors in a second server collection: it still
     answers, and the next build copies them into the build folder instead of embedding."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from assistant.answer.calibration import Calibration
-from assistant.embeddings import SentenceTransformerEmbedder
+from assistant.embeddings import Embedder
 from assistant.evaluation.baselines import assistant_system, open_baselines
 from assistant.evaluation.cases import load_cases
 from assistant.evaluation.report import write_report
@@ -137,7 +137,7 @@ def test_the_gate_passes_and_fails_on_the_real_metrics(real_index: Path, tmp_pat
 
 
 def test_the_bundled_set_runs_in_full(
-    real_assistant: Assistant, real_embedder: SentenceTransformerEmbedder, tmp_path: Path
+    real_assistant: Assistant, real_embedder: Embedder, tmp_path: Path
 ) -> None:
     cases = load_cases(ROOT / "eval" / "cases.jsonl")
     with open_baselines(ROOT / "corpus", real_embedder, k=10) as baselines:

@@ -14,7 +14,7 @@ import pytest
 from fakes import assert_cited
 
 from assistant.answer.calibration import Calibration
-from assistant.embeddings import SentenceTransformerEmbedder
+from assistant.embeddings import Embedder
 from assistant.index import IndexHandle, build_index
 from assistant.pipeline import Assistant
 
@@ -39,9 +39,7 @@ ATTACKS = [
 
 
 @pytest.fixture(scope="module")
-def injected(
-    tmp_path_factory: pytest.TempPathFactory, real_embedder: SentenceTransformerEmbedder
-) -> Assistant:
+def injected(tmp_path_factory: pytest.TempPathFactory, real_embedder: Embedder) -> Assistant:
     corpus = tmp_path_factory.mktemp("injected-corpus")
     for f in (ROOT / "corpus").iterdir():
         shutil.copy(f, corpus / f.name)

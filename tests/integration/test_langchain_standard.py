@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
-from assistant.embeddings import SentenceTransformerEmbedder
+from assistant.embeddings import Embedder
 from assistant.index import IndexHandle
 from assistant.retrieval import HybridRetriever
 
@@ -16,9 +16,7 @@ pytestmark = pytest.mark.slow
 
 class TestHybridRetrieverStandard(RetrieversIntegrationTests):
     @pytest.fixture(autouse=True)
-    def _real_index(
-        self, real_handle: IndexHandle, real_embedder: SentenceTransformerEmbedder
-    ) -> None:
+    def _real_index(self, real_handle: IndexHandle, real_embedder: Embedder) -> None:
         # the standard tests read class-level properties; they are filled per test from the
         # session fixtures, so the model loads and the corpus is indexed once per session
         self._params = {"index": real_handle, "embedder": real_embedder, "k": 4}

@@ -9,7 +9,7 @@ import pytest
 
 from assistant.answer.calibration import Calibration
 from assistant.answer.llm import LocalChatModel
-from assistant.embeddings import SentenceTransformerEmbedder
+from assistant.embeddings import Embedder
 from assistant.index import IndexHandle
 from assistant.pipeline import DECLINE_TEXT, Assistant
 from assistant.schema import Answer
@@ -18,9 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def llm_assistant(
-    real_handle: IndexHandle, real_embedder: SentenceTransformerEmbedder
-) -> Assistant:
+def llm_assistant(real_handle: IndexHandle, real_embedder: Embedder) -> Assistant:
     model = LocalChatModel(max_new_tokens=160, max_time=60.0)
     model.load()  # once per module (and cached for the process)
     return Assistant(real_handle, real_embedder, calibration=Calibration.load(), llm=model)

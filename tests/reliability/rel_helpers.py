@@ -22,7 +22,7 @@ from assistant.pipeline import Assistant
 from devtools.servers import REPO
 
 if TYPE_CHECKING:
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import Embedder
 
 CORPUS = REPO / "corpus"
 CASES = REPO / "eval" / "cases.jsonl"
@@ -175,7 +175,7 @@ def assert_one_line_error(run: Run) -> str:
 
 
 @contextmanager
-def opened_assistant(index_dir: Path, embedder: SentenceTransformerEmbedder) -> Iterator[Assistant]:
+def opened_assistant(index_dir: Path, embedder: Embedder) -> Iterator[Assistant]:
     """The assistant over ``index_dir`` in this process (the real model, no server)."""
     handle = IndexHandle(index_dir, embedder.model_name)
     try:
@@ -187,7 +187,7 @@ def opened_assistant(index_dir: Path, embedder: SentenceTransformerEmbedder) -> 
                 snap.close()
 
 
-def ask_in_process(index_dir: Path, embedder: SentenceTransformerEmbedder, question: str) -> Any:
+def ask_in_process(index_dir: Path, embedder: Embedder, question: str) -> Any:
     with _EMBED_LOCK, opened_assistant(index_dir, embedder) as assistant:
         return assistant.ask(question)
 

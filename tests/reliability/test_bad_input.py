@@ -33,7 +33,7 @@ from rel_helpers import (
 )
 
 if TYPE_CHECKING:
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import Embedder
 
 pytestmark = pytest.mark.slow
 
@@ -345,7 +345,7 @@ def _start_the_index_run_first(index_run: Future[tuple[Run, Path]]) -> None:
 
 
 def test_bad_corpus_files_are_reported_by_name(
-    index_run: Future[tuple[Run, Path]], real_embedder: SentenceTransformerEmbedder, tally: Tally
+    index_run: Future[tuple[Run, Path]], real_embedder: Embedder, tally: Tally
 ) -> None:
     tally.add(bad_inputs_tried=len(BAD_FILES))
     run, index = index_run.result()

@@ -41,7 +41,7 @@ from servers import REPO
 from assistant.records.feedback import FeedbackStore
 
 if TYPE_CHECKING:
-    from assistant.embeddings import SentenceTransformerEmbedder
+    from assistant.embeddings import Embedder
 
 pytestmark = pytest.mark.slow
 
@@ -79,17 +79,13 @@ FACTS = [
 ]  # fmt: skip
 
 
-def assert_serves(
-    index: Path, embedder: SentenceTransformerEmbedder, question: str, fact: str
-) -> None:
+def assert_serves(index: Path, embedder: Embedder, question: str, fact: str) -> None:
     answer = ask_in_process(index, embedder, question)
     assert not answer.refused, (question, answer.answer)
     assert fact in answer.answer, (question, answer.answer)
 
 
-def assert_does_not_serve(
-    index: Path, embedder: SentenceTransformerEmbedder, question: str, fact: str
-) -> None:
+def assert_does_not_serve(index: Path, embedder: Embedder, question: str, fact: str) -> None:
     assert fact not in ask_in_process(index, embedder, question).answer
 
 
@@ -126,9 +122,7 @@ def timed_index(args: list[str], env: dict[str, str], index: Path, log: Path) ->
     return Timing(total, building or total, (switched or total) - (building or total))
 
 
-def kill_lane(
-    lane: int, tmp: Path, typical: Timing, embedder: SentenceTransformerEmbedder, tally: Tally
-) -> list[str]:
+def kill_lane(lane: int, tmp: Path, typical: Timing, embedder: Embedder, tally: Tally) -> list[str]:
     """Repeatedly: add a document, start `index --rebuild`, kill -9 it, check the previous build
     still serves, rerun `index` and check the new document is served. Lane 0 kills at any moment
     (uniform over a typical run); the others once the build has started (uniform over a typical
@@ -201,7 +195,7 @@ def kill_lane(
 
 
 def test_kill_9_during_indexing(
-    real_index: Path, real_embedder: SentenceTransformerEmbedder, tmp_path: Path, tally: Tally
+    real_index: Path, real_embedder: Embedder, tmp_path: Path, tally: Tally
 ) -> None:
     lanes = [tmp_path / f"lane{lane}" for lane in range(KILL_LANES)]
     for lane in lanes:  # each lane: the corpus, and its index as the previous build
@@ -375,7 +369,7 @@ def fault_runs(
 def test_index_fault_is_one_clear_line(
     fault: str,
     fault_runs: dict[str, Future[tuple[Run, Path | None]]],
-    real_embedder: SentenceTransformerEmbedder,
+    real_embedder: Embedder,
     tally: Tally,
 ) -> None:
     run, index = fault_runs[fault].result()
@@ -396,6 +390,6 @@ def test_index_fault_is_one_clear_line(
     print(f"\n{fault}: exit {run.returncode}: {line}")
 
 
-def assert_serves_not_new(index: Path, embedder: SentenceTransformerEmbedder) -> None:
+def assert_serves_not_new(index: Path, embedder: Embedder) -> None:
     _, _, _, question, fact = NEW_DOC
     assert_does_not_serve(index, embedder, question, fact)

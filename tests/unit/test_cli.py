@@ -23,7 +23,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         loaded.append(model)
         return FakeEmbedder(model_name=model)
 
-    monkeypatch.setattr(embeddings, "SentenceTransformerEmbedder", load)
+    monkeypatch.setattr(embeddings, "make_embedder", load)
     return loaded
 
 
