@@ -83,7 +83,7 @@ distractors: install ## make bench/data/distractors-* from Debian's python3-doc 
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-doc >/dev/null; }
 	$(BIN)/python -m bench.distractors --sizes $${BENCH_SIZES:-10k,100k}
 
-bench: distractors ## scale benchmarks (BENCH_SIZES=seed,10k,100k) → docs/benchmarks.md
+bench: install-dev distractors ## scale benchmarks (BENCH_SIZES=seed,10k,100k) → docs/benchmarks.md
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run
 
 clean: ## remove the venv and the built index

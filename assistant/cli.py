@@ -227,8 +227,7 @@ def _measure_probes(settings: Settings, embedder: Any) -> None:
     from assistant.index import IndexHandle
     from assistant.pipeline import Assistant, chroma_server
 
-    handle = IndexHandle(settings.index_dir, embedder.model_name, chroma_server(settings),
-                         embed_backend=embedder.backend)  # fmt: skip
+    handle = IndexHandle.of(settings.index_dir, embedder, chroma_server(settings))
     assistant = Assistant(handle, embedder, calibration=Calibration.load(None))
     try:
         assistant.probe_stats(handle.get())

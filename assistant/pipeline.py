@@ -94,8 +94,7 @@ class Assistant:
 
         # questions are embedded as the serving build was, unless the settings name a backend
         emb = embedder or embedder_from(settings, backend=built_backend(settings.index_dir))
-        handle = IndexHandle(settings.index_dir, emb.model_name, chroma_server(settings),
-                             embed_backend=emb.backend)  # fmt: skip
+        handle = IndexHandle.of(settings.index_dir, emb, chroma_server(settings))
         handle.get()  # fail now, with a clear message, if there is no usable index
         return cls(
             handle,

@@ -102,7 +102,7 @@ def tiny_index(tiny_corpus: Path, tmp_path: Path, fake_embedder: FakeEmbedder) -
 
 @pytest.fixture
 def tiny_handle(tiny_index: Path, fake_embedder: FakeEmbedder) -> Iterator[IndexHandle]:
-    handle = IndexHandle(tiny_index, fake_embedder.model_name)
+    handle = IndexHandle.of(tiny_index, fake_embedder)
     yield handle
     snapshot = handle._snapshot
     if snapshot is not None:
@@ -143,7 +143,7 @@ def real_index(real_build: tuple[Path, BuildReport]) -> Path:
 
 @pytest.fixture(scope="session")
 def real_handle(real_index: Path, real_embedder: Embedder) -> Iterator[IndexHandle]:
-    handle = IndexHandle(real_index, real_embedder.model_name)
+    handle = IndexHandle.of(real_index, real_embedder)
     yield handle
     if handle._snapshot is not None:
         handle._snapshot.close()

@@ -117,8 +117,7 @@ class SetRunner:
             for skipped in report.skipped:
                 log.warning("evaluation corpus %s: skipped %s: %s", corpus, skipped.path,
                             skipped.reason)  # fmt: skip
-            handle = IndexHandle(index_dir, self.embedder.model_name,
-                                 embed_backend=self.embedder.backend)  # fmt: skip
+            handle = IndexHandle.of(index_dir, self.embedder)
             self._assistants[corpus] = Assistant(
                 handle, self.embedder, calibration=self.calibration,
                 max_question_chars=self.max_question_chars,

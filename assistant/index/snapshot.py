@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.errors import IndexModelMismatchError, IndexNotBuiltError
 from assistant.index.chroma import (
@@ -21,6 +21,9 @@ from assistant.index.layout import READABLE_FORMATS, BuildMeta, collection_names
 from assistant.index.lexical import LexicalIndex
 from assistant.index.sentences import FOLDER as SENTENCES
 from assistant.index.sentences import SentenceSource, SentenceVectors
+
+if TYPE_CHECKING:
+    from assistant.embeddings import Embedder
 
 __all__ = ["IndexHandle", "IndexSnapshot", "built_backend", "open_index"]
 
@@ -155,6 +158,14 @@ class IndexHandle:
         self._snapshot: IndexSnapshot | None = None
         self._retired: IndexSnapshot | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(
+        cls, index_dir: Path, embedder: Embedder, server: ChromaServer | None = None
+    ) -> IndexHandle:
+        """The handle for questions embedded by ``embedder``: its model and backend must be the
+        ones the serving build was embedded with."""
+        return cls(index_dir, embedder.model_name, server, embed_backend=embedder.backend)
 
     def get(self) -> IndexSnapshot:
         current = read_current(self.index_dir)

@@ -71,7 +71,7 @@ def _corpus(tmp: Path) -> Path:
 
 
 def _assistant(index_dir: Path, embedder: Embedder, srv: ChromaServer) -> Assistant:
-    handle = IndexHandle(index_dir, embedder.model_name, srv)
+    handle = IndexHandle.of(index_dir, embedder, srv)
     return Assistant(handle, embedder, calibration=Calibration.load())
 
 
@@ -145,7 +145,7 @@ def test_an_index_built_for_the_server_is_not_opened_as_embedded(
     index_dir = tmp_path / "index"
     build_index(_corpus(tmp_path), index_dir, real_embedder, server=server)
     with pytest.raises(IndexNotBuiltError, match="ASSISTANT_CHROMA_HOST"):
-        IndexHandle(index_dir, real_embedder.model_name).get()
+        IndexHandle.of(index_dir, real_embedder).get()
 
 
 def test_no_server_is_a_clear_error(real_embedder: Embedder, tmp_path: Path) -> None:
@@ -231,7 +231,7 @@ def test_format_1_index_on_a_chroma_server_is_moved_without_embedding(
 
     second = build_index(corpus, index_dir, real_embedder, server=server)
     assert (second.embedded, second.reused) == (0, first.chunks)
-    handle = IndexHandle(index_dir, real_embedder.model_name, server)
+    handle = IndexHandle.of(index_dir, real_embedder, server)
     assert handle.get().units.count() == moved
     assert "209" in Assistant(handle, real_embedder, calibration=Calibration.load()).ask(CCG).answer
     names = {c.name for c in client.list_collections()}

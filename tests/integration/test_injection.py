@@ -46,7 +46,7 @@ def injected(tmp_path_factory: pytest.TempPathFactory, real_embedder: Embedder) 
     (corpus / "notice-board.txt").write_text(INJECTED_DOC, encoding="utf-8")
     index_dir = tmp_path_factory.mktemp("injected-index")
     build_index(corpus, index_dir, real_embedder)
-    handle = IndexHandle(index_dir, real_embedder.model_name)
+    handle = IndexHandle.of(index_dir, real_embedder)
     return Assistant(handle, real_embedder, calibration=Calibration.load())
 
 

@@ -16,7 +16,7 @@ import pytest
 from test_cli_subprocess import base_env, cli
 
 from assistant.embeddings import BUNDLED_MODEL
-from assistant.index import open_index
+from assistant.index import built_backend, open_index
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def written(log: Path) -> tuple[int, int]:
 
 
 def contents(index: Path) -> tuple[set[str], int, int]:
-    snap = open_index(index, BUNDLED_MODEL)
+    snap = open_index(index, BUNDLED_MODEL, embed_backend=built_backend(index) or "torch")
     try:
         return snap.store.ids(), snap.units.count(), len(snap.lexical)
     finally:

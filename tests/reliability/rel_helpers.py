@@ -177,7 +177,7 @@ def assert_one_line_error(run: Run) -> str:
 @contextmanager
 def opened_assistant(index_dir: Path, embedder: Embedder) -> Iterator[Assistant]:
     """The assistant over ``index_dir`` in this process (the real model, no server)."""
-    handle = IndexHandle(index_dir, embedder.model_name)
+    handle = IndexHandle.of(index_dir, embedder)
     try:
         handle.get()
         yield Assistant(handle, embedder, calibration=Calibration.load())

@@ -294,7 +294,7 @@ def test_instructions_in_a_passage_are_data_and_never_become_the_answer(
     build_index(corpus, tmp_path / "ix", fake_embedder)
     llm = replies(f"The widget budget is unlimited [1]. {BUDGET_FACT} [1].")
     assistant = Assistant(
-        IndexHandle(tmp_path / "ix", fake_embedder.model_name), fake_embedder,
+        IndexHandle.of(tmp_path / "ix", fake_embedder), fake_embedder,
         calibration=always_answer(), llm=llm,
     )  # fmt: skip
     answer = assistant.ask(BUDGET_Q)

@@ -307,7 +307,7 @@ def test_unreadable_current_can_be_rebuilt(
 def test_handle_picks_up_a_new_build(
     tiny_corpus: Path, tiny_index: Path, fake_embedder: FakeEmbedder
 ) -> None:
-    handle = IndexHandle(tiny_index, fake_embedder.model_name)
+    handle = IndexHandle.of(tiny_index, fake_embedder)
     first = handle.get()
     assert handle.get() is first  # same build: same snapshot
     assert handle.info()["build"] == first.build_id
@@ -337,7 +337,7 @@ def test_handle_closes_a_snapshot_two_builds_old(
         original(self)
 
     monkeypatch.setattr(IndexSnapshot, "close", record)
-    handle = IndexHandle(tiny_index, fake_embedder.model_name)
+    handle = IndexHandle.of(tiny_index, fake_embedder)
     builds = [handle.get().build_id]
     for _ in range(3):
         builds.append(build_index(tiny_corpus, tiny_index, fake_embedder, rebuild=True).build_id)
@@ -385,7 +385,7 @@ def test_os_error_mid_build_keeps_the_previous_build(
     index_dir = tmp_path / "index"
     fail_on_call(fake_embedder, monkeypatch, 2, OSError(28, "No space left on device"))
     first = build_index(tiny_corpus, index_dir, fake_embedder)  # call 1
-    handle = IndexHandle(index_dir, fake_embedder.model_name)
+    handle = IndexHandle.of(index_dir, fake_embedder)
     serving = handle.get()
 
     edit_lighthouses(tiny_corpus)

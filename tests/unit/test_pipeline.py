@@ -81,7 +81,7 @@ def test_answer_does_not_alter_a_list_item(tmp_path: Path, fake_embedder: FakeEm
         },
     )
     build_index(corpus, tmp_path / "units-index", fake_embedder)
-    handle = IndexHandle(tmp_path / "units-index", fake_embedder.model_name)
+    handle = IndexHandle.of(tmp_path / "units-index", fake_embedder)
     assistant = Assistant(handle, fake_embedder, calibration=always_answer())
     try:
         answer = assistant.ask("What functions do support units carry out?")

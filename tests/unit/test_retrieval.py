@@ -128,7 +128,7 @@ def test_a_ranked_chunk_comes_with_its_neighbours_of_the_same_section(
     )
     write_corpus(tmp_path / "c", {"notes.md": text})
     build_index(tmp_path / "c", tmp_path / "i", fake_embedder)
-    handle = IndexHandle(tmp_path / "i", fake_embedder.model_name)
+    handle = IndexHandle.of(tmp_path / "i", fake_embedder)
     try:
         question = "Which berth was dredged in spring 2014?"
         vector = fake_embedder.encode([question])[0].tolist()
