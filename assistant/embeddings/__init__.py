@@ -103,20 +103,33 @@ def make_embedder(
     if recorded != "auto":
         precision = recorded
     if name in ("auto", "openvino"):
-        from assistant.embeddings.runtime import BackendUnavailableError, OpenVINOEmbedder
+        from assistant.embeddings.runtime import (
+            BackendUnavailableError,
+            OpenVINOEmbedder,
+            auto_precisions,
+        )
 
         location, expected = resolve_model(model)
-        try:
-            sha = _checked(location, expected) or _sha256_of_name(location)
-            return OpenVINOEmbedder(
-                model, Path(location), precision=precision, batch_size=batch_size,
-                cache_dir=cache_dir, weights_sha256=sha,
-            )  # fmt: skip
-        except (BackendUnavailableError, RuntimeError, OSError, ValueError) as err:
-            # RuntimeError, OSError, ValueError: a damaged export in the cache folder
-            log.warning("embedding with torch: the OpenVINO backend is unavailable here (%s)",
-                        str(err).splitlines()[0] if str(err) else type(err).__name__)  # fmt: skip
+        sha = _checked(location, expected) or _sha256_of_name(location)
+        failures: list[str] = []
+        # auto: the fastest precision first, then the next, before giving up on OpenVINO
+        for chosen in auto_precisions() if precision == "auto" else [precision]:
+            try:
+                return OpenVINOEmbedder(
+                    model, Path(location), precision=chosen, batch_size=batch_size,
+                    cache_dir=cache_dir, weights_sha256=sha,
+                )  # fmt: skip
+            except (BackendUnavailableError, RuntimeError, OSError, ValueError) as err:
+                # RuntimeError, OSError, ValueError: a damaged export in the cache folder
+                failures.append(f"{chosen}: {_first_line(err)}")
+                log.info("OpenVINO %s unavailable: %s", chosen, failures[-1])
+        log.warning("embedding with torch: the OpenVINO backend is unavailable here (%s)",
+                    "; ".join(failures) or "no precision")  # fmt: skip
     return SentenceTransformerEmbedder(model, batch_size=batch_size)
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def embedder_from(settings: Settings, backend: str | None = None) -> Embedder:

@@ -41,6 +41,7 @@ __all__ = [
     "BackendUnavailableError",
     "OpenVINOEmbedder",
     "Pooling",
+    "auto_precisions",
     "cpu_precisions",
     "openvino_offline",
 ]
@@ -136,6 +137,12 @@ def cpu_precisions() -> frozenset[str]:
     return frozenset(named[c] for c in caps if c in named)
 
 
+def auto_precisions() -> list[str]:
+    """The precisions ``auto`` tries, fastest first: bf16 where the CPU has it, then f32."""
+    have = cpu_precisions()
+    return [p for p in ("bf16", "f32") if p in have] or ["f32"]
+
+
 class OpenVINOEmbedder(UnitVectorEmbeddings):
     """A sentence-transformers model run by OpenVINO, returning unit vectors."""
 
@@ -157,7 +164,7 @@ class OpenVINOEmbedder(UnitVectorEmbeddings):
             raise BackendUnavailableError(f"the OpenVINO runtime is not installed ({err})") from err
         have = cpu_precisions()
         if precision == "auto":
-            precision = "bf16" if "bf16" in have else "f32"
+            precision = auto_precisions()[0]
         if precision not in have:
             raise BackendUnavailableError(f"this CPU offers no {precision} inference to OpenVINO")
         self.model_name = model

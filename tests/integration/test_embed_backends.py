@@ -123,6 +123,20 @@ def test_a_failed_export_falls_back(
     assert [p.name for p in tmp_path.iterdir()] == []  # the half-made export is cleared away
 
 
+def test_auto_tries_the_next_precision_before_torch(
+    cache: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "bf16" not in ov_runtime.cpu_precisions():
+        pytest.skip("this CPU offers OpenVINO no bf16")
+    # a model whose bf16 vectors drift further from torch's than this bar: f32 serves instead
+    monkeypatch.setattr(ov_runtime, "MIN_PROBE_COSINE", 0.999999)
+    caplog.set_level(logging.INFO, logger="assistant.embeddings")
+    emb = make_embedder(cache_dir=cache)
+    assert emb.backend == "openvino-f32"
+    assert "OpenVINO bf16 unavailable: bf16: openvino-bf16 vectors agree" in caplog.text
+    assert _warnings(caplog) == []
+
+
 def test_a_precision_the_cpu_lacks_falls_back(
     cache: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
