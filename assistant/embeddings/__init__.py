@@ -6,7 +6,7 @@ model name or local folder can be configured; names resolve from the local cache
 nothing ever reaches the network.
 
 The model runs on a backend (``ASSISTANT_EMBED_BACKEND``): torch, as sentence-transformers does,
-or OpenVINO (:mod:`assistant.embeddings.runtime`), which runs the same model 2-4 times faster on
+or OpenVINO (:mod:`assistant.embeddings.runtime`), which runs the same model about 3 times faster on
 CPU. ``auto`` takes OpenVINO where it loads and agrees with torch, torch otherwise. An
 embedder's ``backend`` ("torch", "openvino-bf16", ...) is part of the model's identity: a build
 records it and questions are embedded the same way.
