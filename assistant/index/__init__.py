@@ -12,7 +12,6 @@ from assistant.index.layout import BUILD_CALIBRATION, BuildMeta, collection_name
 from assistant.index.snapshot import IndexHandle, IndexSnapshot, built_backend, open_index
 
 __all__ = [
-    "built_backend",
     "BUILD_CALIBRATION",
     "WRITE_BATCH",
     "BuildMeta",
@@ -21,6 +20,7 @@ __all__ = [
     "IndexSnapshot",
     "Progress",
     "build_index",
+    "built_backend",
     "check_index_dir",
     "collection_names",
     "open_index",

@@ -140,7 +140,9 @@ class IndexHandle:
     """The serving build, re-opened when a new build becomes current (no restart needed).
 
     The snapshot it replaces stays open for requests still using it, and is closed when the
-    next build replaces its successor.
+    next build replaces its successor. A new build embedded another way (another model or
+    backend) than this handle's questions is not switched to: the serving build keeps
+    answering, and the refusal is logged once, until a restart with matching settings.
     """
 
     def __init__(
@@ -157,6 +159,7 @@ class IndexHandle:
         self.server = server
         self._snapshot: IndexSnapshot | None = None
         self._retired: IndexSnapshot | None = None
+        self._refused: str | None = None  # a newer build embedded another way, not switched to
         self._lock = threading.Lock()
 
     @classmethod
@@ -170,13 +173,20 @@ class IndexHandle:
     def get(self) -> IndexSnapshot:
         current = read_current(self.index_dir)
         snap = self._snapshot
-        if snap is not None and current == snap.build_id:
+        if snap is not None and current in (snap.build_id, self._refused):
             return snap
         with self._lock:
             snap = self._snapshot
-            if snap is None or current != snap.build_id:
-                fresh = open_index(self.index_dir, self.embed_model, self.server,
-                                   embed_backend=self.embed_backend)  # fmt: skip
+            if snap is None or current not in (snap.build_id, self._refused):
+                try:
+                    fresh = open_index(self.index_dir, self.embed_model, self.server,
+                                       embed_backend=self.embed_backend)  # fmt: skip
+                except IndexModelMismatchError as err:
+                    if snap is None:
+                        raise
+                    self._refused = current
+                    log.error("%s; still serving build %s", err, snap.build_id)
+                    return snap
                 if self._retired is not None:
                     self._retired.close()
                 self._retired, self._snapshot = snap, fresh

@@ -323,6 +323,30 @@ def test_handle_picks_up_a_new_build(
     second.close()
 
 
+def test_handle_keeps_serving_when_a_new_build_is_embedded_another_way(
+    tiny_corpus: Path,
+    tiny_index: Path,
+    fake_embedder: FakeEmbedder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handle = IndexHandle.of(tiny_index, fake_embedder)
+    first = handle.get()
+    other = FakeEmbedder()
+    other.backend = "openvino-bf16"  # e.g. the indexer run with other settings than the server
+    build_index(tiny_corpus, tiny_index, other)
+    assert handle.get() is first  # the questions' vectors would not match the new build's
+    assert handle.get() is first
+    refusals = [r for r in caplog.records if "still serving build" in r.getMessage()]
+    assert len(refusals) == 1  # logged once, not on every question
+    assert "embedded with the openvino-bf16 backend" in refusals[0].getMessage()
+    assert top_texts(first, fake_embedder, "brass telescopes coastguard", 1)
+    report = build_index(tiny_corpus, tiny_index, fake_embedder)  # rebuilt the matching way
+    assert handle.get().build_id == report.build_id
+    with pytest.raises(IndexModelMismatchError):  # nothing to keep serving: refused outright
+        IndexHandle.of(tiny_index, other).get()
+    handle.close()
+
+
 def test_handle_closes_a_snapshot_two_builds_old(
     tiny_corpus: Path,
     tiny_index: Path,
