@@ -177,7 +177,9 @@ class OpenVINOEmbedder(UnitVectorEmbeddings):
         try:
             self._compiled = ov.Core().compile_model(folder / "model.xml", "CPU", config)
         except RuntimeError as err:
-            raise BackendUnavailableError(f"OpenVINO cannot compile {folder}: {err}") from err
+            raise BackendUnavailableError(
+                f"OpenVINO cannot compile {folder} (delete the folder to export again): {err}"
+            ) from err
         self._inputs = {i.get_any_name() for i in self._compiled.inputs}
         self._local = threading.local()
         self.dimension = int(self._compiled.outputs[0].get_partial_shape()[2].get_length())
@@ -234,7 +236,12 @@ def _tokenizer(tokenizer_cls: Any, location: Path, max_length: int) -> Any:
 
 
 def _probe(folder: Path) -> np.ndarray[Any, np.dtype[np.float32]]:
-    return np.asarray(np.load(folder / "probe.npy"), dtype=np.float32)
+    try:
+        return np.asarray(np.load(folder / "probe.npy"), dtype=np.float32)
+    except (OSError, ValueError) as err:
+        raise BackendUnavailableError(
+            f"the export in {folder} is damaged (delete the folder to export again): {err}"
+        ) from err
 
 
 def _exported(

@@ -166,7 +166,8 @@ def test_a_damaged_export_falls_back(
         shutil.copytree(cache, damaged)
         for path in damaged.glob(f"*/{name}"):
             path.write_bytes(b"<not what it should be")
-        _falls_back(caplog, damaged, "", backend="openvino", precision="f32")
+        _falls_back(caplog, damaged, "delete the folder to export again", backend="openvino",
+                    precision="f32")  # fmt: skip
 
 
 def test_a_build_records_its_backend_and_questions_follow_it(
