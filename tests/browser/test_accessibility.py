@@ -164,6 +164,9 @@ def test_chat_page_keyboard(page: Page, site: Site) -> None:
     box.press("Enter")  # Enter sends
     expect(page.locator('[data-testid="bot"]').first).to_contain_text("209", timeout=ANSWER_TIMEOUT)
     page.get_by_role("button", name="Ask").wait_for(timeout=ANSWER_TIMEOUT)
+    # the box is given back (editable) in a step of its own after the Ask button returns: Tab
+    # skips it while it is disabled, so the round starts once the page is idle again
+    expect(box).to_be_editable(timeout=ANSWER_TIMEOUT)
     seen = _tab_through(page, 40)
     # the page's order: New chat, the conversation's controls, the question box, Ask, the footer
     _one_round(seen, "New chat", "Sources (1)", "Your question", "Ask")
